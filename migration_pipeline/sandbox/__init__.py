@@ -75,7 +75,9 @@ class SandboxSettings:
     def from_env(cls) -> SandboxSettings:
         scale = os.environ.get("MIGRATION_SANDBOX_SCALE") or "small"
         if scale not in SCALES:
-            raise ValueError(f"MIGRATION_SANDBOX_SCALE must be one of {', '.join(SCALES)}, got {scale!r}")
+            raise ValueError(
+                f"MIGRATION_SANDBOX_SCALE must be one of {', '.join(SCALES)}, got {scale!r}"
+            )
         from_dir = os.environ.get("MIGRATION_SANDBOX_FROM_DIR")
         return cls(
             data_dir=project_settings.data_dir(),

@@ -7,6 +7,7 @@ the server committed); ``timeout`` holds the request for ``timeout_seconds`` and
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import anyio
@@ -21,7 +22,21 @@ class _Cut(Exception):  # noqa: N818
     """Raised after the response has started, so the server closes the connection."""
 
 
+class _HideCuts(logging.Filter):
+    """uvicorn logs every exception an app raises; a deliberate cut is not an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], _Cut))
+
+
+_HIDE_CUTS = _HideCuts()
+
+
 def asgi_app(handler: Handler, *, timeout_seconds: float = 30.0) -> Any:
+    """An ASGI app serving ``handler``; ``timeout_seconds`` is how long a ``timeout`` fault
+    holds the request before cutting it (longer than the client's timeout)."""
+    logging.getLogger("uvicorn.error").addFilter(_HIDE_CUTS)
+
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             while True:
@@ -58,7 +73,10 @@ def asgi_app(handler: Handler, *, timeout_seconds: float = 30.0) -> Any:
                 {
                     "type": "http.response.start",
                     "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", b"4096"),
+                    ],
                 }
             )
             raise _Cut(drop.kind) from None
@@ -68,7 +86,9 @@ def asgi_app(handler: Handler, *, timeout_seconds: float = 30.0) -> Any:
             if k.lower() not in ("content-length", "transfer-encoding")
         ]
         headers.append((b"content-length", str(len(response.content)).encode()))
-        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+        await send(
+            {"type": "http.response.start", "status": response.status_code, "headers": headers}
+        )
         await send({"type": "http.response.body", "body": response.content})
 
     return app

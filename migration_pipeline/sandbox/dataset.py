@@ -85,7 +85,9 @@ def read_entity(directory: Path, entity: str) -> list[dict[str, Any]]:
             except json.JSONDecodeError as exc:
                 raise DatasetError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
             if not isinstance(record, dict):
-                raise DatasetError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+                raise DatasetError(
+                    f"{path}:{number}: expected a JSON object, got {type(record).__name__}"
+                )
             records.append(record)
     return records
 

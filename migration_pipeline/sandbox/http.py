@@ -81,12 +81,16 @@ class Router:
     def add(self, method: str, path: str, endpoint: Callable[..., httpx.Response]) -> None:
         regex = re.sub(
             r"\{(\w+)(?::int)?\}",
-            lambda m: f"(?P<{m.group(1)}>[0-9]+)" if ":int" in m.group(0) else f"(?P<{m.group(1)}>[^/]+)",
+            lambda m: (
+                f"(?P<{m.group(1)}>[0-9]+)" if ":int" in m.group(0) else f"(?P<{m.group(1)}>[^/]+)"
+            ),
             path,
         )
         self.routes.append(Route(method.upper(), re.compile(f"^{regex}/?$"), endpoint))
 
-    def route(self, method: str, *paths: str) -> Callable[[Callable[..., httpx.Response]], Callable[..., httpx.Response]]:
+    def route(
+        self, method: str, *paths: str
+    ) -> Callable[[Callable[..., httpx.Response]], Callable[..., httpx.Response]]:
         def decorate(endpoint: Callable[..., httpx.Response]) -> Callable[..., httpx.Response]:
             for path in paths:
                 self.add(method, path, endpoint)
@@ -94,14 +98,18 @@ class Router:
 
         return decorate
 
-    def resolve(self, method: str, path: str) -> tuple[Callable[..., httpx.Response], dict[str, Any]] | None:
+    def resolve(
+        self, method: str, path: str
+    ) -> tuple[Callable[..., httpx.Response], dict[str, Any]] | None:
         """The endpoint and its path parameters (ints converted), or None. A path that matches
         with another method resolves to None as well; callers answer 404/405 in their API's shape."""
         for route in self.routes:
             match = route.pattern.match(path)
             if match and route.method == method.upper():
                 params = {
-                    name: int(value) if value.isdigit() and f"(?P<{name}>[0-9]+)" in route.pattern.pattern else value
+                    name: int(value)
+                    if value.isdigit() and f"(?P<{name}>[0-9]+)" in route.pattern.pattern
+                    else value
                     for name, value in match.groupdict().items()
                 }
                 return route.endpoint, params

@@ -96,7 +96,9 @@ def log_request(con: sqlite3.Connection, side: str, method: str, path: str, stat
 
 
 def log_fault(con: sqlite3.Connection, side: str, kind: str, method: str, path: str) -> None:
-    con.execute("insert into fault_log values (?, ?, ?, ?, ?)", (side, kind, time.time(), method, path))
+    con.execute(
+        "insert into fault_log values (?, ?, ?, ?, ?)", (side, kind, time.time(), method, path)
+    )
 
 
 def max_requests_in_window(

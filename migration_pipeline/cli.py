@@ -1,0 +1,121 @@
+"""``migration-pipeline``: run the migration end to end, or open the Dagster UI on it.
+
+``migrate`` runs every stage through Dagster in the project's instance (``DAGSTER_HOME``,
+default ``<data dir>/dagster_home``), so the runs it starts are the runs ``ui`` shows. With no
+``PIPEDRIVE_BASE_URL`` / ``AMOCRM_BASE_URL`` it migrates the embedded sandbox.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import settings
+from .sandbox import SCALES
+
+STAGES: tuple[tuple[str, str], ...] = (("extract", "extract_pipedrive"),)
+
+
+def _apply_sandbox_flags(args: argparse.Namespace) -> None:
+    """Flags win over the environment; they are passed on through it, so every Dagster step
+    process sees the same sandbox."""
+    if args.data_dir:
+        os.environ["MIGRATION_DATA_DIR"] = str(Path(args.data_dir).resolve())
+    for flag, variable in (
+        ("scale", "MIGRATION_SANDBOX_SCALE"),
+        ("seed", "MIGRATION_SANDBOX_SEED"),
+        ("faults", "MIGRATION_SANDBOX_FAULTS"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            os.environ[variable] = str(value)
+    if args.from_dir:
+        os.environ["MIGRATION_SANDBOX_FROM_DIR"] = str(Path(args.from_dir).resolve())
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    _apply_sandbox_flags(args)
+    from .definitions import defs
+    from .instance import get_instance
+
+    instance = get_instance()
+    target = "sandbox" if not os.environ.get("AMOCRM_BASE_URL") else os.environ["AMOCRM_BASE_URL"]
+    print(f"migration: Pipedrive → amoCRM ({target}); DuckDB {settings.duckdb_path()}")
+    print(
+        f"Dagster instance: {instance.root_directory} (open the UI with: uv run migration-pipeline ui)"
+    )
+    failed = []
+    for stage, job_name in STAGES:
+        started = time.monotonic()
+        result = defs.resolve_job_def(job_name).execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+        took = time.monotonic() - started
+        status = "ok" if result.success else "FAILED"
+        print(f"[{stage}] {status} in {took:.1f}s (run {result.run_id})")
+        for event in result.get_asset_materialization_events():
+            materialization = event.asset_materialization
+            assert materialization is not None
+            rows = materialization.metadata.get("dagster/row_count")
+            shown = rows.value if rows is not None else "-"
+            print(f"    {materialization.asset_key.to_user_string():<28} {shown:>8} rows")
+        if not result.success:
+            failed.append(stage)
+            for event in result.all_events:
+                if event.is_step_failure and event.step_failure_data:
+                    print(
+                        f"    step {event.step_key} failed: {event.step_failure_data.error.message.strip()}"
+                    )
+            break
+    if failed:
+        print(
+            f"migration stopped: {', '.join(failed)} failed; fix and re-run (completed work is kept)"
+        )
+        return 1
+    print("migration finished")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from .instance import ensure_dagster_home
+
+    home = ensure_dagster_home()
+    print(f"DAGSTER_HOME={home}")
+    command = [
+        "dagster",
+        "dev",
+        "-w",
+        str(settings.PROJECT_ROOT / "workspace.yaml"),
+        "-p",
+        str(args.port),
+    ]
+    return subprocess.call(command, cwd=settings.PROJECT_ROOT)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="migration-pipeline", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    migrate = sub.add_parser("migrate", help="run the whole migration through Dagster")
+    migrate.add_argument("--data-dir", help="data directory (default: MIGRATION_DATA_DIR or data/)")
+    migrate.add_argument("--scale", choices=SCALES, help="sandbox dataset size (default small)")
+    migrate.add_argument("--seed", type=int, help="sandbox generator seed (default 1)")
+    migrate.add_argument("--faults", help="sandbox fault spec, e.g. 429=0.05,lost=0.02,seed=7")
+    migrate.add_argument("--from-dir", help="sandbox: serve this folder of <entity>.jsonl files")
+    migrate.set_defaults(func=cmd_migrate)
+    ui = sub.add_parser("ui", help="open the Dagster UI on this project and instance")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(func=cmd_ui)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
