@@ -18,6 +18,9 @@ from . import settings
 from .sandbox import SCALES
 
 STAGES: tuple[tuple[str, str], ...] = (("extract", "extract_pipedrive"),)
+# Dagster's console logger prints every framework event at DEBUG; the steps' own progress
+# (counts, retries, 429s) is INFO. The UI keeps the full event log either way.
+QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
 def _apply_sandbox_flags(args: argparse.Namespace) -> None:
@@ -52,14 +55,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     for stage, job_name in STAGES:
         started = time.monotonic()
         result = defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance, raise_on_error=False
+            instance=instance, raise_on_error=False, run_config=QUIET
         )
         took = time.monotonic() - started
         status = "ok" if result.success else "FAILED"
         print(f"[{stage}] {status} in {took:.1f}s (run {result.run_id})")
         for event in result.get_asset_materialization_events():
-            materialization = event.asset_materialization
-            assert materialization is not None
+            materialization = event.step_materialization_data.materialization
             rows = materialization.metadata.get("dagster/row_count")
             shown = rows.value if rows is not None else "-"
             print(f"    {materialization.asset_key.to_user_string():<28} {shown:>8} rows")

@@ -326,5 +326,4 @@ def extract(
     else:
         pages, resumed = _extract_lists(client, db, spec, progress)
     rows, quarantined = _finalize(db, spec)
-    progress(f"{spec.table}: {rows} rows ({quarantined} quarantined)")
     return ExtractResult(spec.table, rows, quarantined, pages, resumed)

@@ -241,3 +241,12 @@ def test_a_bad_dataset_line_fails_the_asset_naming_file_and_line(
     assert "persons.jsonl:2" in failure.step_failure_data.error.message + str(
         failure.step_failure_data.error.cause
     )
+
+
+def test_a_generated_account_is_extracted_exactly(world: World) -> None:
+    """Every entity of the tiny generated account, key for key (deleted and archived deals too)."""
+    result = materialize_raw(world)
+    assert result.success
+    dataset = world.settings.dataset_dir()
+    for table in SOURCE_FILES:
+        assert extracted_keys(world.duckdb, table) == expected_keys(dataset, table), table
