@@ -36,6 +36,7 @@ Every file is optional (a missing one is an empty entity). ``truth.json`` and
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,7 @@ def read_entity(directory: Path, entity: str) -> list[dict[str, Any]]:
     return records
 
 
-def write_entity(directory: Path, entity: str, records: list[dict[str, Any]]) -> None:
+def write_entity(directory: Path, entity: str, records: Iterable[dict[str, Any]]) -> None:
     """Write one entity file (UTF-8, one compact JSON object per line, keys in given order)."""
     if entity not in ENTITY_FILES:
         raise KeyError(f"unknown entity {entity!r}")
