@@ -18,7 +18,15 @@ def open_db(path: Path) -> sqlite3.Connection:
     """A connection in autocommit mode (we issue BEGIN ourselves), WAL, 30 s busy timeout."""
     path.parent.mkdir(parents=True, exist_ok=True)
     con = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-    con.execute("pragma journal_mode=wal")
+    deadline = time.monotonic() + 30.0
+    while True:  # switching a new file to WAL ignores the busy timeout; retry while locked
+        try:
+            con.execute("pragma journal_mode=wal")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
     con.execute("pragma synchronous=normal")
     con.execute("pragma busy_timeout=30000")
     return con
