@@ -96,10 +96,13 @@ def main() -> None:
 
     files = {"mail_messages": "deal_mail_messages"}
     with duckdb.connect(str(db), read_only=True) as con:
-        tables = [row[0] for row in con.execute(
-            "select table_name from information_schema.tables where table_schema = 'raw' "
-            "and table_name not like '\\_%' escape '\\' and table_name <> 'quarantine' order by 1"
-        ).fetchall()]
+        tables = [
+            row[0]
+            for row in con.execute(
+                "select table_name from information_schema.tables where table_schema = 'raw' "
+                "and table_name not like '\\_%' escape '\\' and table_name <> 'quarantine' order by 1"
+            ).fetchall()
+        ]
         mismatches = []
         for table in tables:
             rows = con.execute(f"select count(*) from raw.{table}").fetchall()[0][0]
@@ -116,7 +119,9 @@ def main() -> None:
     print(f"| requests made (client) / served (server) | {made} / {served} |")
     print(f"| minimum needed | {needed} |")
     print(f"| made ÷ minimum (goal ≤ 1.05) | {made / needed:.3f} |")
-    print(f"| bound at the burst limit (minimum ÷ {args.burst / 2:g}/s) | {needed / (args.burst / 2):.1f} s |")
+    print(
+        f"| bound at the burst limit (minimum ÷ {args.burst / 2:g}/s) | {needed / (args.burst / 2):.1f} s |"
+    )
     print(f"| Pipedrive token cost | {tokens} |")
     print(f"| 429s received (goal 0) | {rate_limited} |")
     print(f"| peak RSS | {peak_mib:.0f} MiB |")

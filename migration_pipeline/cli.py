@@ -17,7 +17,12 @@ from pathlib import Path
 from . import settings
 from .sandbox import SCALES
 
-STAGES: tuple[tuple[str, str], ...] = (("extract", "extract_pipedrive"),)
+STAGES: tuple[tuple[str, str], ...] = (
+    ("extract", "extract_pipedrive"),
+    ("cleanse", "cleanse"),
+    ("setup", "amocrm_setup"),
+    ("plan", "plan"),
+)
 # Dagster's console logger prints every framework event at DEBUG; the steps' own progress
 # (counts, retries, 429s) is INFO. The UI keeps the full event log either way.
 QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -40,46 +45,100 @@ def _apply_sandbox_flags(args: argparse.Namespace) -> None:
         os.environ["MIGRATION_SANDBOX_FROM_DIR"] = str(Path(args.from_dir).resolve())
 
 
+def _run(instance, job_name: str, partition_key: str | None = None, ops: dict | None = None):  # noqa: ANN001, ANN202
+    from .definitions import defs
+
+    return defs.resolve_job_def(job_name).execute_in_process(
+        instance=instance,
+        raise_on_error=False,
+        run_config={**QUIET, "ops": ops or {}},
+        partition_key=partition_key,
+    )
+
+
+def _failure_lines(result) -> list[str]:  # noqa: ANN001
+    lines = []
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data:
+            error = event.step_failure_data.error
+            message = (error.cause.message if error.cause else error.message).strip()
+            lines.append(f"    {event.step_key}: {message}")
+    return lines
+
+
+def _rows(result) -> list[str]:  # noqa: ANN001
+    lines = []
+    for event in result.get_asset_materialization_events():
+        materialization = event.step_materialization_data.materialization
+        rows = materialization.metadata.get("dagster/row_count")
+        if rows is not None:
+            lines.append(
+                f"    {materialization.asset_key.to_user_string():<28} {rows.value:>8} rows"
+            )
+    return lines
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     _apply_sandbox_flags(args)
-    from .definitions import defs
     from .instance import get_instance
 
     instance = get_instance()
-    target = "sandbox" if not os.environ.get("AMOCRM_BASE_URL") else os.environ["AMOCRM_BASE_URL"]
+    target = os.environ.get("AMOCRM_BASE_URL") or "the sandbox"
     print(f"migration: Pipedrive → amoCRM ({target}); DuckDB {settings.duckdb_path()}")
     print(
-        f"Dagster instance: {instance.root_directory} (open the UI with: uv run migration-pipeline ui)"
+        f"Dagster instance: {instance.root_directory} (see the runs: uv run migration-pipeline ui)"
     )
-    failed = []
     for stage, job_name in STAGES:
         started = time.monotonic()
-        result = defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance, raise_on_error=False, run_config=QUIET
+        ops = (
+            {"load_plan": {"config": {"sample_partitions": args.sample}}}
+            if job_name == "plan"
+            else None
         )
-        took = time.monotonic() - started
-        status = "ok" if result.success else "FAILED"
-        print(f"[{stage}] {status} in {took:.1f}s (run {result.run_id})")
-        for event in result.get_asset_materialization_events():
-            materialization = event.step_materialization_data.materialization
-            rows = materialization.metadata.get("dagster/row_count")
-            shown = rows.value if rows is not None else "-"
-            print(f"    {materialization.asset_key.to_user_string():<28} {shown:>8} rows")
+        result = _run(instance, job_name, ops=ops)
+        print(
+            f"[{stage}] {'ok' if result.success else 'FAILED'} in {time.monotonic() - started:.1f}s"
+        )
+        print("\n".join(_rows(result)))
         if not result.success:
-            failed.append(stage)
-            for event in result.all_events:
-                if event.is_step_failure and event.step_failure_data:
-                    print(
-                        f"    step {event.step_key} failed: {event.step_failure_data.error.message.strip()}"
-                    )
-            break
+            print("\n".join(_failure_lines(result)))
+            print(f"migration stopped at {stage}; fix the cause and re-run (finished work is kept)")
+            return 1
+    keys = sorted(instance.get_dynamic_partitions("deal_batches"))
+    if args.sample:
+        keys = _sample_partitions(keys)
+    failed = []
+    started = time.monotonic()
+    for number, key in enumerate(keys, start=1):
+        result = _run(instance, "load", partition_key=key)
+        print(f"[load {number}/{len(keys)}] {key} {'ok' if result.success else 'FAILED'}")
+        if not result.success:
+            failed.append(key)
+            print("\n".join(_failure_lines(result)))
+    print(
+        f"[load] {len(keys) - len(failed)} of {len(keys)} partitions loaded in {time.monotonic() - started:.1f}s"
+    )
     if failed:
         print(
-            f"migration stopped: {', '.join(failed)} failed; fix and re-run (completed work is kept)"
+            f"failed partitions: {', '.join(failed)}. What loaded stays loaded; re-run "
+            "`migration-pipeline migrate` or backfill the failed partitions of ledger/entities in the UI."
         )
         return 1
     print("migration finished")
     return 0
+
+
+def _sample_partitions(keys: list[str]) -> list[str]:
+    from .db import connect
+
+    with connect(settings.duckdb_path(), read_only=True) as con:
+        sample = {
+            row[0]
+            for row in con.execute(
+                "select partition_key from plan.partitions where sample"
+            ).fetchall()
+        }
+    return [key for key in keys if key in sample]
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -107,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--seed", type=int, help="sandbox generator seed (default 1)")
     migrate.add_argument("--faults", help="sandbox fault spec, e.g. 429=0.05,lost=0.02,seed=7")
     migrate.add_argument("--from-dir", help="sandbox: serve this folder of <entity>.jsonl files")
+    migrate.add_argument(
+        "--sample",
+        type=int,
+        default=0,
+        metavar="N",
+        help="a test migration: plan as usual, then load only the first N partitions",
+    )
     migrate.set_defaults(func=cmd_migrate)
     ui = sub.add_parser("ui", help="open the Dagster UI on this project and instance")
     ui.add_argument("--port", type=int, default=3000)

@@ -75,3 +75,32 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
     world = World(data_dir=data_dir, monkeypatch=monkeypatch)
     world.configure(scale="tiny", seed=3, pipedrive_burst=10_000, amocrm_rps=1_000, ban_after=0)
     return world
+
+
+@pytest.fixture(scope="session")
+def _set_up_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory after extract, cleanse and amoCRM setup on the tiny sandbox, made once
+    per session; ``set_up_world`` copies it so each load test starts from there."""
+    from migration_pipeline_tests.pipeline import run_stages
+
+    root = tmp_path_factory.mktemp("template")
+    with pytest.MonkeyPatch.context() as patch:
+        for name in SANDBOX_VARIABLES:
+            patch.delenv(name, raising=False)
+        world = World(data_dir=root / "data", monkeypatch=patch)
+        patch.setenv("MIGRATION_DATA_DIR", str(world.data_dir))
+        world.configure(scale="tiny", seed=3, pipedrive_burst=10_000, amocrm_rps=1_000, ban_after=0)
+        import dagster as dg
+
+        with dg.instance_for_test() as instance:
+            run_stages(instance, ("extract_pipedrive", "cleanse", "amocrm_setup"))
+    return world.data_dir
+
+
+@pytest.fixture
+def set_up_world(world: World, _set_up_template: Path) -> World:
+    """``world`` with the tiny account already extracted, cleansed and mapped (not planned)."""
+    import shutil
+
+    shutil.copytree(_set_up_template, world.data_dir, dirs_exist_ok=True)
+    return world

@@ -7,7 +7,7 @@ import os
 
 import dagster as dg
 
-from migration_pipeline.resources import PipedriveResource, Warehouse
+from migration_pipeline.resources import AmoCrmResource, PipedriveResource, Warehouse
 
 
 def _env(name: str) -> dg.EnvVar | None:
@@ -20,6 +20,9 @@ def resources() -> dg.Definitions:
         resources={
             "pipedrive": PipedriveResource(
                 base_url=_env("PIPEDRIVE_BASE_URL"), api_token=_env("PIPEDRIVE_API_TOKEN")
+            ),
+            "amocrm": AmoCrmResource(
+                base_url=_env("AMOCRM_BASE_URL"), access_token=_env("AMOCRM_ACCESS_TOKEN")
             ),
             "warehouse": Warehouse(path=_env("MIGRATION_DUCKDB_PATH")),
         }

@@ -27,7 +27,8 @@ Our choices where the reference says UNCONFIRMED or nothing:
   characters; note text, task text and ``textarea`` values at most 65,535. ``text``,
   ``url`` and ``multitext`` values at most 256 (reference §8).
 * **Timestamps**: any integer ``created_at``/``updated_at``/``closed_at`` is accepted (past or
-  future). Lead ``price`` must be an integer (floats are rejected, amoCRM.ru has no minor units).
+  future). Lead ``price`` must be an integer (floats are rejected, amoCRM.ru has no minor units)
+  between 0 and 2,147,483,647 (a signed 32-bit budget: our choice, the limit is unconfirmed).
 * **Lists**: ``limit`` above 250 is clamped to 250 (custom fields: 50 per page); ``filter[name]``
   is an exact match; ``query`` is a case-insensitive substring of the name or of any custom
   field value; ``order[id|created_at|updated_at]=asc|desc``, ties broken by id.
@@ -97,6 +98,7 @@ MAX_STATUSES = 100
 NAME_MAX = 255
 TEXT_VALUE_MAX = 256
 LONG_TEXT_MAX = 65_535
+PRICE_MAX = 2_147_483_647
 THROTTLE_WINDOW = 10.0
 WON, LOST = 142, 143
 
@@ -1312,7 +1314,10 @@ def _build_lead(
     if "name" in item:
         entity["name"] = check.text(item["name"] or "", "name", NAME_MAX)
     if item.get("price") is not None:
-        entity["price"] = check.integer(item["price"], "price")
+        price = check.integer(item["price"], "price")
+        if price is not None and not 0 <= price <= PRICE_MAX:
+            check.fail("InvalidValue", "price", f"This value should be between 0 and {PRICE_MAX}.")
+        entity["price"] = price
     _apply_status(call, item, check, entity, creating)
     if "loss_reason_id" in item:
         reason = item["loss_reason_id"]
@@ -2204,8 +2209,9 @@ class AmoCrmFake:
         )
         return dict(rows.fetchall())
 
-    def max_requests_per_second(self) -> int:
-        return max_requests_in_window(self._connection(), SIDE, 1.0)
+    def max_requests_per_second(self, since: float | None = None) -> int:
+        """Accepted requests in the busiest 1 s window (of those after ``since``, epoch s)."""
+        return max_requests_in_window(self._connection(), SIDE, 1.0, since=since)
 
     def requests_served(self) -> int:
         con = self._connection()

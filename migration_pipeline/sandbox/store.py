@@ -110,14 +110,21 @@ def log_fault(con: sqlite3.Connection, side: str, kind: str, method: str, path: 
 
 
 def max_requests_in_window(
-    con: sqlite3.Connection, side: str, window: float = 1.0, *, accepted_only: bool = True
+    con: sqlite3.Connection,
+    side: str,
+    window: float = 1.0,
+    *,
+    accepted_only: bool = True,
+    since: float | None = None,
 ) -> int:
-    """The largest number of (accepted) requests the server saw in any ``window`` seconds."""
+    """The largest number of (accepted) requests the server saw in any ``window`` seconds
+    (counting only those at or after ``since``, when given)."""
     status_filter = "and status not in (429, 403)" if accepted_only else ""
     times = [
         row[0]
         for row in con.execute(
-            f"select at from request_log where side = ? {status_filter} order by at", (side,)
+            f"select at from request_log where side = ? and at >= ? {status_filter} order by at",
+            (side, since or 0.0),
         )
     ]
     best, lo = 0, 0

@@ -1,0 +1,1 @@
+"""Load: the plan's payloads into amoCRM, partition by partition, exactly once."""

@@ -1,0 +1,190 @@
+"""Make a set of planned entities exist in amoCRM exactly once.
+
+``ensure`` is the one loop every entity kind goes through (companies, contacts, leads, tasks,
+notes, links). For each batch it claims the keys in the ledger (intent before send), reconciles
+in-doubt keys by looking them up in amoCRM, sends the rest in batches with several requests in
+flight, and records each outcome:
+
+* created → the amoCRM id goes to the ledger;
+* a 400 naming items (validation) → those items are failed with amoCRM's words; the rest of
+  the batch is looked up (whether amoCRM keeps the valid items of a rejected batch is
+  unconfirmed) and sent again if absent;
+* an unknown outcome (timeout, 5xx, a lost answer) → the batch is marked in doubt, looked up,
+  and only what is not found is sent again;
+* anything else (429s past the retries, a 403 ban, the network down) → the claims that were
+  never sent are released and the error goes up: the partition fails and a re-run resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..clients.amocrm import InvalidItems
+from ..clients.errors import InDoubt
+from ..ledger import Ledger
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[Sequence[Mapping[str, Any]]], Sequence[int]]
+"""Create the payloads; returns the amoCRM ids in the payloads' order."""
+Lookup = Callable[[Sequence[str]], Mapping[str, int]]
+"""Find already-created entities by source key; returns the keys found with their ids."""
+
+
+@dataclass
+class Outcome:
+    """The result of one ``ensure`` call. ``ids`` covers every key that exists in amoCRM now."""
+
+    ids: dict[str, int] = field(default_factory=dict)
+    created: int = 0
+    reused: int = 0
+    reconciled: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    requests: int = 0
+
+
+@dataclass(frozen=True)
+class Sender:
+    """How ``ensure`` talks to amoCRM for one kind."""
+
+    send: Send
+    lookup: Lookup
+    batch_size: int
+    workers: int = 3
+
+
+def _describe(error: InvalidItems, index: int) -> str:
+    parts = [f"{e.code} at {e.path}: {e.detail}" for e in error.errors if e.index == index]
+    return "amoCRM rejected it: " + ("; ".join(parts) or error.detail)
+
+
+def _attempt(sender: Sender, payloads: list[Mapping[str, Any]]) -> Sequence[int] | BaseException:
+    """Send one batch; the outcome or the exception (the main thread decides what it means)."""
+    try:
+        return sender.send(payloads)
+    except Exception as exc:  # noqa: BLE001 - handed back to the caller, never swallowed
+        return exc
+
+
+def _send_all(
+    kind: str,
+    keys: list[str],
+    payloads: Mapping[str, Mapping[str, Any]],
+    sender: Sender,
+    ledger: Ledger,
+    claimant: str,
+    outcome: Outcome,
+) -> list[str]:
+    """Send ``keys`` in batches, several in flight; every ledger write happens here, in the
+    calling thread (one DuckDB writer). Returns the keys left in doubt."""
+    queue = [keys[i : i + sender.batch_size] for i in range(0, len(keys), sender.batch_size)]
+    doubtful: list[str] = []
+    with ThreadPoolExecutor(max_workers=max(1, sender.workers)) as pool:
+        while queue:
+            rounds = list(
+                zip(
+                    queue,
+                    pool.map(lambda b: _attempt(sender, [payloads[k] for k in b]), queue),
+                    strict=True,
+                )
+            )
+            queue = []
+            error: BaseException | None = None
+            for batch, result in rounds:
+                outcome.requests += 1
+                if isinstance(result, InvalidItems):
+                    bad = {
+                        batch[i]: _describe(result, i)
+                        for i in sorted(result.indexes)
+                        if i < len(batch)
+                    }
+                    if not bad:  # a 400 that names no item we sent: the whole batch fails
+                        bad = {key: f"amoCRM rejected the batch: {result.detail}" for key in batch}
+                    ledger.failed(kind, bad)
+                    outcome.failed.update(bad)
+                    # Whether amoCRM keeps the valid items of a rejected batch is unconfirmed
+                    # (reference §5): look them up before sending them again.
+                    rest = [key for key in batch if key not in bad]
+                    ledger.in_doubt(kind, rest)
+                    doubtful.extend(rest)
+                elif isinstance(result, InDoubt):
+                    ledger.in_doubt(kind, batch)
+                    doubtful.extend(batch)
+                elif isinstance(result, BaseException):
+                    # Not applied (429s past the retries, a ban, the network down): give the
+                    # claims back and fail; a re-run resumes.
+                    ledger.release(kind, batch, claimant=claimant)
+                    error = error or result
+                else:
+                    created = dict(zip(batch, (int(i) for i in result), strict=True))
+                    ledger.created(kind, created)
+                    outcome.ids.update(created)
+                    outcome.created += len(created)
+            if error is not None:
+                for batch in queue:
+                    ledger.release(kind, batch, claimant=claimant)
+                raise error
+    return doubtful
+
+
+def ensure(
+    kind: str,
+    payloads: Mapping[str, Mapping[str, Any]],
+    *,
+    sender: Sender,
+    ledger: Ledger,
+    claimant: str,
+    partition_key: str,
+    wait_seconds: float = 300.0,
+    poll_seconds: float = 1.0,
+    max_rounds: int = 5,
+) -> Outcome:
+    """Make every payload (keyed by source key) exist in amoCRM once. Keys held by another live
+    loader are waited for up to ``wait_seconds``; keys still in doubt after ``max_rounds``
+    rounds of look-up and resend are reported failed (still in doubt in the ledger, so a re-run
+    reconciles them)."""
+    outcome = Outcome()
+    todo = list(payloads)
+    deadline = time.monotonic() + wait_seconds
+    rounds = 0
+    while todo:
+        claim = ledger.claim(kind, todo, claimant=claimant, partition_key=partition_key)
+        outcome.ids.update(claim.done)
+        outcome.reused += len(claim.done)
+        send = list(claim.mine)
+        if claim.in_doubt:
+            outcome.requests += 1
+            found = dict(sender.lookup(claim.in_doubt))
+            ledger.created(kind, found)
+            outcome.ids.update(found)
+            outcome.reconciled += len(found)
+            send += [key for key in claim.in_doubt if key not in found]
+        doubtful = _send_all(kind, send, payloads, sender, ledger, claimant, outcome)
+        if doubtful:
+            rounds += 1
+            if rounds >= max_rounds:
+                log.warning("%s: %d still in doubt after %d rounds", kind, len(doubtful), rounds)
+                outcome.failed.update(
+                    {
+                        key: "outcome unknown after repeated timeouts; re-run to reconcile"
+                        for key in doubtful
+                    }
+                )
+                break
+        todo = claim.busy + doubtful
+        if claim.busy and not doubtful:
+            if time.monotonic() > deadline:
+                outcome.failed.update(
+                    {
+                        key: "held by another loader that did not finish in time"
+                        for key in claim.busy
+                    }
+                )
+                break
+            time.sleep(poll_seconds)
+    return outcome

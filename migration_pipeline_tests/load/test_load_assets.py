@@ -1,0 +1,191 @@
+"""The load end to end: the project's jobs against the fake amoCRM (design §2 invariants)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from migration_pipeline_tests.conftest import World
+from migration_pipeline_tests.pipeline import FAST, plan, run_job
+
+# Every test starts from the tiny account extracted, cleansed and mapped once per session.
+pytestmark = pytest.mark.usefixtures("set_up_world")
+
+
+def planned(world: World) -> dict[str, int]:
+    with duckdb.connect(str(world.duckdb), read_only=True) as con:
+        return {
+            table: con.execute(f"select count(*) from plan.{table}").fetchall()[0][0]
+            for table in ("leads", "contacts", "companies", "tasks", "notes")
+        }
+
+
+def assert_each_planned_entity_exists_once(world: World) -> None:
+    counts = planned(world)
+    fake = world.amocrm
+    for entity in ("leads", "contacts", "companies"):
+        per_id = fake.creations_per_pipedrive_id(entity)
+        assert len(per_id) == counts[entity], entity
+        assert set(per_id.values()) == {1}, f"duplicates among {entity}"
+    existing = fake.entity_counts()
+    assert existing["tasks"] == counts["tasks"]
+    assert existing["notes"] == counts["notes"]
+
+
+def load_until_done(
+    instance: dg.DagsterInstance, keys: list[str], faults: str | None = None, attempts: int = 8
+) -> int:
+    """Run every partition, re-running the failed ones as a user would; returns runs made."""
+    runs = 0
+    pending = list(keys)
+    for _ in range(attempts):
+        failed = []
+        for key in pending:
+            runs += 1
+            resources = {"amocrm": {**FAST, "sandbox_faults": faults} if faults else FAST}
+            if not run_job(instance, "load", partition_key=key, resources=resources).success:
+                failed.append(key)
+        if not failed:
+            return runs
+        pending = failed
+    raise AssertionError(f"partitions still failing after {attempts} rounds: {pending}")
+
+
+def test_a_clean_load_creates_every_planned_entity_once_and_a_rerun_nothing(world: World) -> None:
+    with dg.instance_for_test() as instance:
+        keys = plan(instance, deals_per_partition=5)
+        assert len(keys) > 2
+        load_until_done(instance, keys, attempts=1)
+        assert_each_planned_entity_exists_once(world)
+        served = world.amocrm.requests_served()
+        load_until_done(instance, keys, attempts=1)
+        assert world.amocrm.requests_served() == served  # a re-run sends nothing
+    assert_each_planned_entity_exists_once(world)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_faults_and_reruns_never_duplicate(world: World, seed: int) -> None:
+    faults = f"lost=0.15,5xx=0.1,timeout=0.05,429=0.05,seed={seed}"
+    with dg.instance_for_test() as instance:
+        keys = plan(instance, deals_per_partition=5)
+        load_until_done(
+            instance,
+            keys,
+            faults=f"amocrm.{faults.replace(',', ',amocrm.').replace('amocrm.seed', 'seed')}",
+        )
+    injected = world.amocrm.faults_injected()
+    assert injected.get("lost", 0) > 0
+    assert_each_planned_entity_exists_once(world)
+
+
+def test_a_lead_amocrm_rejects_fails_its_deal_and_the_rest_loads(world: World) -> None:
+    with dg.instance_for_test() as instance:
+        keys = plan(instance, deals_per_partition=50)
+        with duckdb.connect(str(world.duckdb)) as con:
+            deal, payload = con.execute(
+                "select source_key, payload from plan.leads order by source_key limit 1"
+            ).fetchall()[0]
+            broken = {**json.loads(payload), "price": 10**12}  # over amoCRM's budget range
+            con.execute(
+                "update plan.leads set payload = ? where source_key = ?", [json.dumps(broken), deal]
+            )
+        result = run_job(instance, "load", partition_key=keys[0], resources={"amocrm": FAST})
+        assert not result.success
+        failure = next(e for e in result.all_events if e.is_step_failure)
+        message = failure.step_failure_data.user_failure_data.description
+        assert f"deal {deal}: lead not created: amoCRM rejected it" in message
+        assert "price" in message
+    counts = planned(world)
+    assert len(world.amocrm.creations_per_pipedrive_id("leads")) == counts["leads"] - 1
+
+
+def _load_in_another_process(keys: list[str], environment: dict[str, str]) -> None:
+    os.environ.update(environment)
+    from migration_pipeline.instance import get_instance
+    from migration_pipeline_tests.pipeline import run_job
+
+    instance = get_instance()
+    for key in keys:
+        run_job(
+            instance,
+            "load",
+            partition_key=key,
+            ops={"ledger__entities": {"config": {"lease_seconds": 1.0}}},
+        )
+
+
+def test_two_processes_loading_at_once_stay_under_the_limit_and_share_contacts(
+    world: World,
+) -> None:
+    world.configure(amocrm_rps=7)
+    from migration_pipeline.instance import get_instance
+
+    instance = get_instance()
+    keys = plan(instance, deals_per_partition=4)
+    environment = {k: v for k, v in os.environ.items() if k.startswith(("MIGRATION_", "DAGSTER_"))}
+    started = time.time()
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_load_in_another_process, args=(keys[i::2], environment))
+        for i in range(2)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=240)
+    assert world.amocrm.max_requests_per_second(since=started) <= 7
+    load_until_done(instance, keys, attempts=2)  # whatever waited on the other process finishes
+    assert_each_planned_entity_exists_once(world)
+
+
+def test_a_run_killed_mid_partition_is_finished_by_a_rerun(world: World, tmp_path: Path) -> None:
+    world.configure(faults="amocrm.latency=150ms")
+    from migration_pipeline.instance import get_instance
+
+    instance = get_instance()
+    keys = plan(instance, deals_per_partition=50)
+    environment = {k: v for k, v in os.environ.items() if k.startswith(("MIGRATION_", "DAGSTER_"))}
+    worker = multiprocessing.get_context("spawn").Process(
+        target=_load_in_another_process, args=(keys[:1], environment)
+    )
+    worker.start()
+    deadline = time.monotonic() + 60
+    while world.amocrm.requests_served() < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker.kill()  # SIGKILL: no cleanup, claims left behind
+    worker.join()
+    world.configure(faults="")
+    time.sleep(1.1)  # the dead loader's lease runs out
+    result = run_job(
+        instance,
+        "load",
+        partition_key=keys[0],
+        ops={"ledger__entities": {"config": {"lease_seconds": 1.0}}},
+    )
+    assert result.success
+    load_until_done(instance, keys[1:], attempts=1)
+    assert_each_planned_entity_exists_once(world)
+
+
+def test_a_ban_stops_the_partition_with_a_clear_message(world: World) -> None:
+    with dg.instance_for_test() as instance:
+        keys = plan(instance)
+        result = run_job(
+            instance,
+            "load",
+            partition_key=keys[0],
+            resources={"amocrm": {**FAST, "sandbox_faults": "amocrm.ban=1.0"}},
+        )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "blocked the account" in str(
+        failure.step_failure_data.error.cause or failure.step_failure_data.error
+    )
+    assert world.amocrm.entity_counts().get("leads", 0) == 0
