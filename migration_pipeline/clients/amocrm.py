@@ -50,10 +50,8 @@ client is thread-safe, and the stats and the shared pause sit behind a lock.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -76,6 +74,7 @@ from .errors import (
     Rejected,
     Unavailable,
 )
+from .responses import NOT_JSON, backoff_delay, json_body, looks_html
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +86,6 @@ PAGE_LIMIT = 250  # records per list page (reference §3)
 IDS_PER_FILTER = 100  # ids per filter[...][] list: keeps the URL well under 8 KB
 VALUES_PER_FILTER = 50  # custom field values per filter[custom_fields_values] list
 MAX_PAGES = 100_000  # last resort against a listing that never ends
-MAX_BACKOFF = 30.0
 
 Record = dict[str, Any]
 Records = list[Record]  # entities as amoCRM returned them
@@ -800,7 +798,7 @@ class AmoCrmClient:
                 return outcome
             if attempt >= self._max_retries:
                 raise outcome.give_up(endpoint, attempt + 1)
-            delay = self._backoff_delay(attempt)
+            delay = backoff_delay(self._backoff, attempt)
             if outcome.rate_limited:
                 # At least twice the first back-off (1 s at the default): amoCRM counts per
                 # second, and coming back sooner is asking for the next 429.
@@ -851,10 +849,10 @@ class AmoCrmClient:
         if status == 204:
             return None
         if 200 <= status < 300:
-            body = _json_body(response)
-            if body is not _NOT_JSON:
+            body = json_body(response)
+            if body is not NOT_JSON:
                 return body
-            what = "an HTML page" if _looks_html(response) else "invalid or truncated JSON"
+            what = "an HTML page" if looks_html(response) else "invalid or truncated JSON"
             if write:
                 raise self._in_doubt(endpoint, status, f"the write was accepted with {what}")
             return _Retry(BadResponse, status, f"got {what} instead of JSON")
@@ -880,11 +878,6 @@ class AmoCrmClient:
             f"unexpected status {status} (redirects are not followed); check AMOCRM_BASE_URL",
         )
 
-    def _backoff_delay(self, attempt: int) -> float:
-        # "Equal jitter": parallel workers spread out, yet no retry comes back at once.
-        ceiling = min(self._backoff * 2**attempt, MAX_BACKOFF)
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
-
     def _pause_all(self, seconds: float) -> None:
         """After a 429 every thread of this client holds off: the account's budget is spent
         (by us or another integration), and more 429s lead to a ban."""
@@ -905,21 +898,6 @@ class _FilterIgnored(Exception):
     """A filtered listing returned a record that does not match the filter."""
 
 
-_NOT_JSON = object()
-
-
-def _json_body(response: httpx.Response) -> Any:
-    try:
-        return json.loads(response.content)
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError both
-        return _NOT_JSON
-
-
-def _looks_html(response: httpx.Response) -> bool:
-    content_type = response.headers.get("content-type", "")
-    return "html" in content_type or response.content.lstrip()[:1] == b"<"
-
-
 def _problem_detail(body: Any) -> str:
     """The ``detail`` (else ``title``) of a problem+json body, on one short line."""
     if not isinstance(body, dict):
@@ -930,7 +908,7 @@ def _problem_detail(body: Any) -> str:
 
 def _access_denied(response: httpx.Response, endpoint: str) -> AccessDenied:
     status = response.status_code
-    body = _json_body(response)
+    body = json_body(response)
     if status == 401:
         detail = (
             "token rejected (invalid, expired or revoked); check AMOCRM_ACCESS_TOKEN and that "
@@ -953,7 +931,7 @@ def _access_denied(response: httpx.Response, endpoint: str) -> AccessDenied:
 
 def _rejected(response: httpx.Response, endpoint: str) -> Rejected:
     status = response.status_code
-    body = _json_body(response)
+    body = json_body(response)
     details = body if isinstance(body, dict) else {}
     problems = details.get("validation-errors")
     if status == 400 and isinstance(problems, list):

@@ -27,10 +27,8 @@ against the window's remainder.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import random
 import re
 import threading
 import time
@@ -50,6 +48,7 @@ from .errors import (
     Rejected,
     Unavailable,
 )
+from .responses import NOT_JSON, backoff_delay, json_body, looks_html
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +57,6 @@ MAX_PAGE_SIZE = 500  # v1 and v2 both cap ``limit`` at 500; cost is per request,
 MAX_PAGES = 1_000_000  # last resort against a listing that never ends
 BURST_WINDOW_SECONDS = 2.0  # Pipedrive's rolling burst window
 MAX_SERVER_WAIT = 60.0  # a longer wait asked by the server is not a burst: raise, do not sleep
-MAX_BACKOFF = 30.0
 LOW_WATER_SHARE = 0.05  # pause when this share of the burst window (or 1 request) is left
 
 _RETRYABLE_TRANSPORT = NEVER_SENT + MAYBE_APPLIED  # GETs only: safe on both sides of the line
@@ -297,7 +295,9 @@ class PipedriveClient:
                 return outcome
             if attempt >= self._max_retries:
                 raise outcome.give_up(endpoint, attempt + 1)
-            delay = outcome.wait if outcome.wait is not None else self._backoff_delay(attempt)
+            delay = (
+                outcome.wait if outcome.wait is not None else backoff_delay(self._backoff, attempt)
+            )
             attempt += 1
             with self._lock:
                 self.stats.retries += 1
@@ -339,7 +339,7 @@ class PipedriveClient:
         self._note_burst_window(response)
         if status >= 500:
             wait = _header_number(response, "retry-after")
-            body = _json_body(response)
+            body = json_body(response)
             said = f": {_error_text(body)}" if isinstance(body, dict) else ""
             return _Retry(
                 Unavailable,
@@ -367,11 +367,6 @@ class PipedriveClient:
     def _charge(self, path: str) -> None:
         with self._lock:
             self.stats.tokens_spent += token_cost(path)
-
-    def _backoff_delay(self, attempt: int) -> float:
-        # "Equal jitter": parallel workers spread out, yet no retry comes back at once.
-        ceiling = min(self._backoff * 2**attempt, MAX_BACKOFF)
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
 
     # -- rate limits ------------------------------------------------------------------------
 
@@ -474,20 +469,6 @@ class PipedriveClient:
 
 # -- reading responses (module functions: they need no client state) ---------------------------
 
-_NOT_JSON = object()
-
-
-def _json_body(response: httpx.Response) -> Any:
-    try:
-        return json.loads(response.content)
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError both
-        return _NOT_JSON
-
-
-def _looks_html(response: httpx.Response) -> bool:
-    content_type = response.headers.get("content-type", "")
-    return "html" in content_type or response.content.lstrip()[:1] == b"<"
-
 
 def _error_text(body: Mapping[str, Any]) -> str:
     text = str(body.get("error") or body.get("error_info") or "no error message")
@@ -499,9 +480,9 @@ def _envelope(response: httpx.Response, endpoint: str) -> dict[str, Any] | _Retr
     worth another GET (proxies and Cloudflare serve such pages now and then); a well-formed
     answer of the wrong shape is not."""
     status = response.status_code
-    body = _json_body(response)
-    if body is _NOT_JSON:
-        what = "an HTML page" if _looks_html(response) else "invalid or truncated JSON"
+    body = json_body(response)
+    if body is NOT_JSON:
+        what = "an HTML page" if looks_html(response) else "invalid or truncated JSON"
         return _Retry(BadResponse, status, f"got {what} instead of a JSON envelope")
     if body is None:
         return _Retry(BadResponse, status, "got a null body")
@@ -514,7 +495,7 @@ def _envelope(response: httpx.Response, endpoint: str) -> dict[str, Any] | _Retr
 
 def _access_denied(response: httpx.Response, endpoint: str) -> AccessDenied:
     status = response.status_code
-    body = _json_body(response)
+    body = json_body(response)
     if status == 401:
         detail = "token rejected; check PIPEDRIVE_API_TOKEN (and that it is for PIPEDRIVE_BASE_URL)"
     elif status == 402:
@@ -530,7 +511,7 @@ def _access_denied(response: httpx.Response, endpoint: str) -> AccessDenied:
 
 
 def _rejected(response: httpx.Response, endpoint: str) -> Rejected:
-    body = _json_body(response)
+    body = json_body(response)
     details = body if isinstance(body, dict) else {}
     message = _error_text(details) if details else "no JSON error body"
     detail = f"{response.reason_phrase or 'rejected'}: {message}"
