@@ -49,7 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scale", default="seed")
     parser.add_argument("--rps", type=float, default=7.0)
-    parser.add_argument("--deals-per-partition", type=int, default=250)
+    parser.add_argument("--deals-per-partition", type=int, default=1000)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-load-"))
     os.environ.update(

@@ -93,7 +93,7 @@ def _by_field(
 
 
 def _by_content(
-    fetch: Callable[[list[int]], list[dict[str, Any]]],
+    fetch: Callable[[list[tuple[str, int]]], list[dict[str, Any]]],
     planned: Mapping[str, Mapping[str, Any]],
     signature: Callable[[Mapping[str, Any]], tuple],
 ) -> Callable[[Sequence[str]], dict[str, int]]:
@@ -101,7 +101,9 @@ def _by_content(
     its parent (entity, text, due time), each existing record matched at most once."""
 
     def lookup(keys: Sequence[str]) -> dict[str, int]:
-        parents = sorted({int(planned[k]["entity_id"]) for k in keys})
+        parents = sorted(
+            {(planned[k].get("entity_type", ""), int(planned[k]["entity_id"])) for k in keys}
+        )
         existing: dict[tuple, list[int]] = defaultdict(list)
         for record in fetch(parents):
             existing[signature(record)].append(int(record["id"]))
@@ -116,7 +118,7 @@ def _by_content(
 
 
 def _task_signature(task: Mapping[str, Any]) -> tuple:
-    return (int(task["entity_id"]), task["text"], int(task["complete_till"]))
+    return (task["entity_type"], int(task["entity_id"]), task["text"], int(task["complete_till"]))
 
 
 def _note_signature(note: Mapping[str, Any]) -> tuple:
@@ -234,6 +236,12 @@ def load_partition(
     for key, error in lead_outcome.failed.items():
         problems[key].append(f"lead not created: {error}")
 
+    def _fetch_tasks(parents: list[tuple[str, int]]) -> list[dict[str, Any]]:
+        by_type: dict[str, list[int]] = defaultdict(list)
+        for entity_type, entity_id in parents:
+            by_type[entity_type].append(entity_id)
+        return [task for t, ids in sorted(by_type.items()) for task in client.tasks(t, ids)]
+
     parents = {"leads": lead_outcome.ids, "contacts": contacts.ids, "companies": companies.ids}
     deal_of = {}
     for kind, rows in (("task", plan["tasks"]), ("note", plan["notes"])):
@@ -253,21 +261,27 @@ def load_partition(
             if kind == "task":
                 payload["entity_type"] = row["entity_type"]
             grouped[row["entity_type"]][row["source_key"]] = payload
-        for entity_type, payloads in sorted(grouped.items()):
+        if kind == "task":
+            # One endpoint takes tasks on leads, contacts and companies alike: one stream of
+            # batches, so a partition's tasks fill whole batches.
+            streams = {"all": {key: p for group in grouped.values() for key, p in group.items()}}
+        else:
+            streams = dict(sorted(grouped.items()))  # notes: one endpoint per parent type
+        for stream, payloads in streams.items():
             if kind == "task":
                 sender = Sender(
                     send=lambda items: [c.id for c in client.create_tasks(items)],
-                    lookup=_by_content(
-                        lambda ids, t=entity_type: client.tasks(t, ids), payloads, _task_signature
-                    ),
+                    lookup=_by_content(_fetch_tasks, payloads, _task_signature),
                     batch_size=batch_size,
                     workers=workers,
                 )
             else:
                 sender = Sender(
-                    send=lambda items, t=entity_type: [c.id for c in client.create_notes(t, items)],
+                    send=lambda items, t=stream: [c.id for c in client.create_notes(t, items)],
                     lookup=_by_content(
-                        lambda ids, t=entity_type: client.notes(t, ids), payloads, _note_signature
+                        lambda parents, t=stream: client.notes(t, [i for _, i in parents]),
+                        payloads,
+                        _note_signature,
                     ),
                     batch_size=batch_size,
                     workers=workers,

@@ -34,7 +34,7 @@ from .payloads import NAME_MAX, NOTE_MAX, clip, custom_value, epoch, field_value
 
 @dataclass(frozen=True)
 class PlanSettings:
-    deals_per_partition: int = 250
+    deals_per_partition: int = 1000
     contacts_per_partition: int = 1000
     sample_partitions: int = 0
 

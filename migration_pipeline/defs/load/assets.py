@@ -53,7 +53,9 @@ REQUESTS_PER_SECOND = 7.0
 class PlanConfig(dg.Config):
     """How the plan cuts the work. Membership never changes once planned."""
 
-    deals_per_partition: int = Field(default=250, ge=1, description="deals per load partition")
+    deals_per_partition: int = Field(
+        default=1000, ge=1, description="deals per load partition (the unit of a re-run)"
+    )
     contacts_per_partition: int = Field(default=1000, ge=1, description="contacts per c-partition")
     sample_partitions: int = Field(
         default=0,
