@@ -25,6 +25,7 @@ STAGES: tuple[tuple[str, str], ...] = (
 )
 # Dagster's console logger prints every framework event at DEBUG; the steps' own progress
 # (counts, retries, 429s) is INFO. The UI keeps the full event log either way.
+LOADED_KINDS = ("company", "contact", "contact_company", "lead", "task", "note")
 QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
@@ -64,6 +65,21 @@ def _failure_lines(result) -> list[str]:  # noqa: ANN001
             message = (error.cause.message if error.cause else error.message).strip()
             lines.append(f"    {event.step_key}: {message}")
     return lines
+
+
+def _load_metadata(result) -> dict:  # noqa: ANN001
+    """A load partition's counts, from its materialisation or, when it failed, its failure."""
+    for event in result.all_events:
+        if event.is_step_materialization:
+            return {
+                k: v.value
+                for k, v in event.step_materialization_data.materialization.metadata.items()
+            }
+        if event.is_step_failure and event.step_failure_data.user_failure_data:
+            return {
+                k: v.value for k, v in event.step_failure_data.user_failure_data.metadata.items()
+            }
+    return {}
 
 
 def _rows(result) -> list[str]:  # noqa: ANN001
@@ -108,16 +124,23 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     if args.sample:
         keys = _sample_partitions(keys)
     failed = []
+    totals: dict[str, int] = {}
     started = time.monotonic()
     for number, key in enumerate(keys, start=1):
         result = _run(instance, "load", partition_key=key)
         print(f"[load {number}/{len(keys)}] {key} {'ok' if result.success else 'FAILED'}")
+        for name, value in _load_metadata(result).items():
+            if name.split(" ", 1)[0] in LOADED_KINDS and isinstance(value, int):
+                totals[name] = totals.get(name, 0) + value
         if not result.success:
             failed.append(key)
             print("\n".join(_failure_lines(result)))
     print(
         f"[load] {len(keys) - len(failed)} of {len(keys)} partitions loaded in {time.monotonic() - started:.1f}s"
     )
+    for kind in LOADED_KINDS:
+        counts = {w: totals.get(f"{kind} {w}", 0) for w in ("created", "already there", "failed")}
+        print(f"    {kind:<16} " + ", ".join(f"{n} {what}" for what, n in counts.items()))
     if failed:
         print(
             f"failed partitions: {', '.join(failed)}. What loaded stays loaded; re-run "
