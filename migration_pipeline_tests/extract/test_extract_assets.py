@@ -250,3 +250,19 @@ def test_a_generated_account_is_extracted_exactly(world: World) -> None:
     dataset = world.settings.dataset_dir()
     for table in SOURCE_FILES:
         assert extracted_keys(world.duckdb, table) == expected_keys(dataset, table), table
+
+
+def test_custom_fields_are_readable_by_name(world: World) -> None:
+    materialize_raw(world)
+    with duckdb.connect(str(world.duckdb), read_only=True) as con:
+        rows = con.execute(
+            "select field_type, count(*), count(field_name), count(value_text) "
+            "from raw.custom_field_values group by all order by all"
+        ).fetchall()
+        money = con.execute(
+            "select value_text from raw.custom_field_values where field_type = 'monetary' limit 1"
+        ).fetchall()[0][0]
+    types = {row[0] for row in rows}
+    assert {"enum", "set", "monetary", "date", "address", "varchar"} <= types
+    assert all(total == named == text for _, total, named, text in rows)  # every value named
+    assert money.split(" ")[-1].isalpha()  # the amount with its currency

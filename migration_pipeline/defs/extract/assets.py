@@ -12,6 +12,7 @@ from migration_pipeline.db import Warehouse, table_metadata
 from migration_pipeline.extract.engine import extract
 from migration_pipeline.extract.specs import SPECS, RawSpec
 from migration_pipeline.resources import PipedriveResource
+from migration_pipeline.sql import read_sql
 
 GROUP = "pipedrive_raw"
 
@@ -168,4 +169,36 @@ def build_raw_asset(spec: RawSpec) -> dg.AssetsDefinition:
     return _asset
 
 
-raw_assets = [build_raw_asset(spec) for spec in SPECS]
+@dg.asset(
+    key=["raw", "custom_field_values"],
+    group_name=GROUP,
+    kinds={"duckdb"},
+    deps=[
+        dg.AssetKey(["raw", table])
+        for table in (
+            "deals",
+            "persons",
+            "organizations",
+            "deal_fields",
+            "person_fields",
+            "organization_fields",
+        )
+    ],
+)
+def raw_custom_field_values(
+    context: dg.AssetExecutionContext, warehouse: Warehouse
+) -> dg.MaterializeResult:
+    """One row per custom-field value of a deal, person or organization, by field name: the raw
+    tables keep Pipedrive's hash-keyed values; this table reads them with the field
+    definitions (name, type, option labels)."""
+    with warehouse.connect() as con:
+        con.execute(read_sql("extract/custom_field_values.sql"))
+        metadata = table_metadata(con, "raw.custom_field_values")
+        unnamed = con.execute(
+            "select count(*) from raw.custom_field_values where field_name is null"
+        ).fetchall()[0][0]
+    context.log.info("raw.custom_field_values: %d values", metadata["dagster/row_count"].value)
+    return dg.MaterializeResult(metadata={**metadata, "values_without_a_definition": int(unnamed)})
+
+
+raw_assets = [*(build_raw_asset(spec) for spec in SPECS), raw_custom_field_values]
