@@ -169,7 +169,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     home = ensure_dagster_home()
     print(f"DAGSTER_HOME={home}")
+    # The interpreter running us has dagster installed, whether or not its bin is on PATH.
     command = [
+        sys.executable,
+        "-m",
         "dagster",
         "dev",
         "-w",
