@@ -40,25 +40,11 @@ from migration_pipeline.clients.errors import (
 from migration_pipeline.limiter import account_limiter
 from migration_pipeline.resources import AmoCrmResource
 from migration_pipeline.sandbox.dataset import write_entity
+from migration_pipeline_tests.clients.fake_clock import FakeClock
 
 TOKEN = "amo-SECRET-token-7d41c2"
 BASE_URL = "https://acme.amocrm.example"
 Handler = Callable[[httpx.Request], httpx.Response]
-
-
-class FakeClock:
-    """``time.monotonic`` and ``time.sleep`` in one: sleeping records and advances time."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 class CountingLimiter:

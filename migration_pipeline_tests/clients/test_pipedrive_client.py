@@ -32,25 +32,11 @@ from migration_pipeline.clients.pipedrive import (
     make_http_client,
     token_cost,
 )
+from migration_pipeline_tests.clients.fake_clock import FakeClock
 
 TOKEN = "tok-SECRET-123"
 BASE_URL = "https://acme.pipedrive.example"
 Handler = Callable[[httpx.Request], httpx.Response]
-
-
-class FakeClock:
-    """``time.monotonic`` and ``time.sleep`` in one: sleeping records and advances time."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def make_client(handler: Handler, **options: Any) -> tuple[PipedriveClient, FakeClock]:
