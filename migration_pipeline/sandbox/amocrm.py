@@ -2053,11 +2053,11 @@ class AmoCrmFake:
     # -- serving
 
     def handle(self, request: httpx.Request) -> httpx.Response:
+        accepted_at = time.time()
         con = self._connection()
         if self._banned(con):
             return self._answer(con, request, time.time(), _nginx(403))
-        accepted_at = self._take_slot(con)
-        if accepted_at is None:
+        if not self._take_slot(con, accepted_at):
             return self._answer(con, request, time.time(), self._throttle(con))
         if not self._authorized(request):
             unauthorized = _problem(401, "Неверный логин или пароль")
@@ -2117,17 +2117,14 @@ class AmoCrmFake:
         given = request.headers.get("authorization", "").encode()
         return hmac.compare_digest(given, f"Bearer {self.settings.amocrm_token}".encode())
 
-    def _take_slot(self, con: sqlite3.Connection) -> float | None:
-        """Take a slot in the account's window: the time it was taken, or None when full."""
+    def _take_slot(self, con: sqlite3.Connection, arrived: float) -> bool:
+        """Take a slot in the account's window for a request that arrived at ``arrived``.
+
+        The arrival time, not the time the shared state's write lock is granted: a real server
+        counts requests as they come in, while here a request may wait for another thread's
+        250-entity insert to release the SQLite lock, which would bunch the stamps together."""
         window = SlidingWindow(con, limit=self._limit, window=self._window)
-        accepted, _, _ = window.hit(ACCOUNT_BUCKET)
-        if not accepted:
-            return None
-        # The window stamps the hit inside its write lock; read that stamp back (our insert).
-        row = con.execute(
-            "select at from limiter_hits where rowid = last_insert_rowid()"
-        ).fetchone()
-        return row[0] if row else time.time()
+        return window.hit(ACCOUNT_BUCKET, now=arrived)[0]
 
     def _throttle(self, con: sqlite3.Connection) -> httpx.Response:
         """A 429; the one too many within 10 s bans the account for ``ban_seconds``."""
