@@ -139,7 +139,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         f"[load] {len(keys) - len(failed)} of {len(keys)} partitions loaded in {time.monotonic() - started:.1f}s"
     )
     for kind in LOADED_KINDS:
-        counts = {w: totals.get(f"{kind} {w}", 0) for w in ("created", "already there", "failed")}
+        counts = {
+            w: totals.get(f"{kind} {w}", 0)
+            for w in ("created", "reconciled", "already there", "failed")
+        }
         print(f"    {kind:<16} " + ", ".join(f"{n} {what}" for what, n in counts.items()))
     if failed:
         print(
