@@ -69,6 +69,9 @@ create table if not exists fault_log (
 """
 
 
+PRUNE_BEHIND = 60.0  # seconds behind a window after which hits are deleted
+
+
 class SlidingWindow:
     """At most ``limit`` accepted hits per ``window`` seconds for a bucket, across processes.
 
@@ -86,9 +89,16 @@ class SlidingWindow:
         with transaction(self.con) as con:
             now = time.time() if now is None else now
             start = now - self.window
-            con.execute("delete from limiter_hits where bucket = ? and at <= ?", (bucket, start))
+            # A hit may be stamped with its arrival time and checked after later arrivals: count
+            # every hit after ``start`` (later ones too), and prune only far behind the window,
+            # so a late check still sees every hit a later arrival already counted.
+            con.execute(
+                "delete from limiter_hits where bucket = ? and at <= ?",
+                (bucket, start - PRUNE_BEHIND),
+            )
             used, oldest = con.execute(
-                "select count(*), min(at) from limiter_hits where bucket = ?", (bucket,)
+                "select count(*), min(at) from limiter_hits where bucket = ? and at > ?",
+                (bucket, start),
             ).fetchone()
             reset = (oldest + self.window - now) if oldest is not None else self.window
             if used >= self.limit:
