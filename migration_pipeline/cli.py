@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from . import settings
+from .load.loader import KINDS
 from .sandbox import SCALES
 
 STAGES: tuple[tuple[str, str], ...] = (
@@ -25,7 +26,6 @@ STAGES: tuple[tuple[str, str], ...] = (
 )
 # Dagster's console logger prints every framework event at DEBUG; the steps' own progress
 # (counts, retries, 429s) is INFO. The UI keeps the full event log either way.
-LOADED_KINDS = ("company", "contact", "contact_company", "lead", "task", "note")
 QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
@@ -130,7 +130,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         result = _run(instance, "load", partition_key=key)
         print(f"[load {number}/{len(keys)}] {key} {'ok' if result.success else 'FAILED'}")
         for name, value in _load_metadata(result).items():
-            if name.split(" ", 1)[0] in LOADED_KINDS and isinstance(value, int):
+            if name.split(" ", 1)[0] in KINDS and isinstance(value, int):
                 totals[name] = totals.get(name, 0) + value
         if not result.success:
             failed.append(key)
@@ -138,7 +138,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     print(
         f"[load] {len(keys) - len(failed)} of {len(keys)} partitions loaded in {time.monotonic() - started:.1f}s"
     )
-    for kind in LOADED_KINDS:
+    for kind in KINDS:
         counts = {
             w: totals.get(f"{kind} {w}", 0)
             for w in ("created", "reconciled", "already there", "failed")

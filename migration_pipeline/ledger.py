@@ -80,8 +80,6 @@ class Ledger(Protocol):
 
     def release(self, kind: str, keys: Iterable[str], *, claimant: str) -> None: ...
 
-    def amo_ids(self, kind: str, keys: Iterable[str]) -> dict[str, int]: ...
-
 
 class DuckDBLedger:
     """The ledger as a table ``ledger.entities`` in the migration's DuckDB file."""
@@ -188,17 +186,3 @@ class DuckDBLedger:
                 "and source_key in (select unnest(?::varchar[]))",
                 [kind, claimant, keys],
             )
-
-    def amo_ids(self, kind: str, keys: Iterable[str]) -> dict[str, int]:
-        keys = list(keys)
-        if not keys:
-            return {}
-        with connect(self.path, read_only=False) as con:
-            return {
-                key: int(amo_id)
-                for key, amo_id in con.execute(
-                    "select source_key, amo_id from ledger.entities where kind = ? and state = 'created' "
-                    "and source_key in (select unnest(?::varchar[]))",
-                    [kind, keys],
-                ).fetchall()
-            }

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from ..clients.pipedrive import PipedriveClient
 from ..db import connect
-from .specs import PARENT, Column, Endpoint, RawSpec
+from .specs import PARENT, Column, RawSpec
 
 log = logging.getLogger(__name__)
 
@@ -142,10 +142,6 @@ def _pages(
             yield page.records, None if page.next_start is None else str(page.next_start)
 
 
-def _endpoint_key(endpoint: Endpoint) -> str:
-    return endpoint.path
-
-
 def _extract_lists(
     client: PipedriveClient, db: Path, spec: RawSpec, progress: Progress
 ) -> tuple[int, bool]:
@@ -153,7 +149,7 @@ def _extract_lists(
     resumed = bool(checkpoints)
     pages = 0
     for endpoint in spec.endpoints:
-        key = _endpoint_key(endpoint)
+        key = endpoint.path
         position, finished = checkpoints.get(key, (None, False))
         if finished:
             continue

@@ -47,6 +47,15 @@ class Outcome:
     failed: dict[str, str] = field(default_factory=dict)
     requests: int = 0
 
+    def absorb(self, other: Outcome) -> None:
+        """Add ``other`` (another ``ensure`` call for the same kind) to this outcome."""
+        self.ids.update(other.ids)
+        self.failed.update(other.failed)
+        self.created += other.created
+        self.reused += other.reused
+        self.reconciled += other.reconciled
+        self.requests += other.requests
+
 
 @dataclass(frozen=True)
 class Sender:

@@ -151,13 +151,7 @@ def load_partition(
             partition_key=partition_key,
             wait_seconds=wait_seconds,
         )
-        merged = result.outcomes.setdefault(kind, Outcome())
-        merged.ids.update(outcome.ids)
-        merged.failed.update(outcome.failed)
-        merged.created += outcome.created
-        merged.reused += outcome.reused
-        merged.reconciled += outcome.reconciled
-        merged.requests += outcome.requests
+        result.outcomes.setdefault(kind, Outcome()).absorb(outcome)
         progress(
             f"{partition_key} {kind}: {outcome.created} created, {outcome.reused} already there, "
             f"{outcome.reconciled} reconciled, {len(outcome.failed)} failed ({outcome.requests} requests)"
