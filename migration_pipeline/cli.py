@@ -144,14 +144,43 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             for w in ("created", "reconciled", "already there", "failed")
         }
         print(f"    {kind:<16} " + ", ".join(f"{n} {what}" for what, n in counts.items()))
+    verified = _verify(instance)
     if failed:
         print(
             f"failed partitions: {', '.join(failed)}. What loaded stays loaded; re-run "
             "`migration-pipeline migrate` or backfill the failed partitions of ledger/entities in the UI."
         )
         return 1
+    if not verified:
+        return 1
     print("migration finished")
     return 0
+
+
+def _verify(instance) -> bool:  # noqa: ANN001
+    """Read the load back, write the report and print its summary; True when it adds up."""
+    from .db import connect
+    from .verify.report import adds_up
+
+    started = time.monotonic()
+    result = _run(instance, "verify")
+    print(f"[verify] {'ok' if result.success else 'FAILED'} in {time.monotonic() - started:.1f}s")
+    if not result.success:
+        print("\n".join(_failure_lines(result)))
+        return False
+    with connect(settings.duckdb_path(), read_only=True) as con:
+        totals = con.execute("select * from report.migration order by entity").fetchall()
+        problems = adds_up(con)
+    columns = ("extracted", "migrated", "merged", "archived", "failed", "quarantined")
+    print(f"    {'entity':<18}" + "".join(f"{c:>12}" for c in columns))
+    for entity, *numbers, _ in totals:
+        print(f"    {entity:<18}" + "".join(f"{n:>12}" for n in numbers))
+    print(
+        "\n".join(f"    PROBLEM: {p}" for p in problems)
+        or "    every sum adds up; amoCRM holds what the plan says"
+    )
+    print(f"report: {settings.data_dir() / 'migration_report.md'} (and report.* in DuckDB)")
+    return not problems
 
 
 def _sample_partitions(keys: list[str]) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -103,3 +103,12 @@ def table_metadata(con: duckdb.DuckDBPyConnection, table: str, *, preview_rows: 
         "dagster/table_name": dg.MetadataValue.text(table),
         "preview": dg.MetadataValue.md(_markdown_preview(con, table, preview_rows)),
     }
+
+
+def read_rows(
+    con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = ()
+) -> list[dict[str, object]]:
+    """The result of ``sql`` as dicts by column name."""
+    cursor = con.execute(sql, list(params))
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

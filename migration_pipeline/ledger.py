@@ -50,6 +50,19 @@ create table if not exists ledger.entities (
     primary key (kind, source_key)
 )
 """
+RUNS_SCHEMA = """
+create table if not exists ledger.runs (
+    run_id varchar not null,
+    partition_key varchar not null,
+    started_at double not null,
+    seconds double not null,
+    requests integer not null,
+    rate_limited integer not null,
+    retries integer not null,
+    in_doubt integer not null,
+    failed_deals integer -- null: the run stopped on an error (a ban, the network)
+)
+"""
 
 
 @dataclass
@@ -89,6 +102,7 @@ class DuckDBLedger:
         self.lease_seconds = lease_seconds
         with connect(self.path) as con:
             con.execute(SCHEMA)
+            con.execute(RUNS_SCHEMA)
 
     def claim(self, kind: str, keys: Iterable[str], *, claimant: str, partition_key: str) -> Claim:
         wanted = list(dict.fromkeys(keys))
@@ -186,3 +200,28 @@ class DuckDBLedger:
                 "and source_key in (select unnest(?::varchar[]))",
                 [kind, claimant, keys],
             )
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One load run of one partition, for the report: what it cost and how it ended."""
+
+    run_id: str
+    partition_key: str
+    started_at: float
+    seconds: float
+    requests: int
+    rate_limited: int
+    retries: int
+    in_doubt: int
+    failed_deals: int | None
+
+
+def record_run(path: Path, run: RunRecord) -> None:
+    """Append ``run`` to ``ledger.runs`` (the report sums requests, 429s and time from it)."""
+    with connect(path) as con:
+        con.execute(RUNS_SCHEMA)
+        con.execute(
+            "insert into ledger.runs values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [getattr(run, name) for name in RunRecord.__dataclass_fields__],
+        )

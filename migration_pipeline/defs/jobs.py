@@ -42,5 +42,11 @@ def jobs() -> dg.Definitions:
                 partitions_def=deal_batches,
                 description="Load one partition of deals into amoCRM, exactly once.",
             ),
+            dg.define_asset_job(
+                "verify",
+                selection=dg.AssetSelection.groups("verify"),
+                description="Read the load back from amoCRM and write the report that accounts "
+                "for every extracted record.",
+            ),
         ]
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..clients.amocrm import AmoCrmClient
-from ..db import connect
+from ..db import connect, read_rows
 from ..ledger import Ledger
 from .ensure import Outcome, Sender, ensure
 
@@ -49,23 +49,27 @@ class PartitionResult:
 def _read_plan(db: Path, partition_key: str) -> dict[str, Any]:
     with connect(db, read_only=False) as con:
 
-        def rows(sql: str) -> list[dict[str, Any]]:
-            cursor = con.execute(sql, [partition_key])
-            columns = [d[0] for d in cursor.description]
-            return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+        def partition_rows(sql: str) -> list[dict[str, Any]]:
+            return read_rows(con, sql, [partition_key])
 
         plan = {
-            "companies": rows(
+            "companies": partition_rows(
                 "select c.* from plan.companies c join plan.needs n on n.kind = 'company' "
                 "and n.source_key = c.source_key where n.partition_key = ? order by c.source_key"
             ),
-            "contacts": rows(
+            "contacts": partition_rows(
                 "select c.* from plan.contacts c join plan.needs n on n.kind = 'contact' "
                 "and n.source_key = c.source_key where n.partition_key = ? order by c.source_key"
             ),
-            "leads": rows("select * from plan.leads where partition_key = ? order by source_key"),
-            "tasks": rows("select * from plan.tasks where partition_key = ? order by source_key"),
-            "notes": rows("select * from plan.notes where partition_key = ? order by source_key"),
+            "leads": partition_rows(
+                "select * from plan.leads where partition_key = ? order by source_key"
+            ),
+            "tasks": partition_rows(
+                "select * from plan.tasks where partition_key = ? order by source_key"
+            ),
+            "notes": partition_rows(
+                "select * from plan.notes where partition_key = ? order by source_key"
+            ),
         }
         plan["id_fields"] = {
             entity: amo_field_id

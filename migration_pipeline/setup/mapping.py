@@ -82,6 +82,7 @@ import duckdb
 
 from ..clients.amocrm import Account, CustomField, LossReason, Pipeline, Status, User
 from ..clients.errors import MigrationError
+from ..db import read_rows
 from .config import normalise
 
 ENTITIES = {"deal": "leads", "person": "contacts", "organization": "companies"}
@@ -241,13 +242,6 @@ def write_table(
         raise
 
 
-def read_rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[Row]:
-    """The result of ``sql`` as dicts by column name."""
-    cursor = con.execute(sql)
-    names = [column[0] for column in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
 def _clip(name: str, limit: int = NAME_MAX) -> str:
     return name[:limit].rstrip()
 
@@ -260,9 +254,15 @@ def _named(items: Iterable[Any], name: str) -> list[Any]:
 
 # -- what Pipedrive had (raw.*) -----------------------------------------------------------------
 
+# The deals that need a place in amoCRM: not deleted, in a pipeline that exists and, when
+# open, in a stage of that pipeline. The cleanse fails the others with the reason (see
+# clean.deals.placement_error), so one deal in a missing stage never blocks the setup.
 LIVE_DEALS = (
-    "select * from raw.deals "
-    "where coalesce(status, '') <> 'deleted' and not coalesce(is_deleted, false)"
+    "select * from raw.deals d "
+    "where coalesce(d.status, '') <> 'deleted' and not coalesce(d.is_deleted, false) "
+    "and d.pipeline_id in (select id from raw.pipelines) "
+    "and (d.status in ('won', 'lost') or d.stage_id in "
+    "(select id from raw.stages where pipeline_id = d.pipeline_id))"
 )
 
 

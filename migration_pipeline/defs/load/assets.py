@@ -1,18 +1,20 @@
 """Group ``load``: the plan (``plan.*``), then the partitioned, rate-limited, exactly-once load.
 
-The plan registers one dynamic partition per batch of deals (``b0001``…) and per batch of
-contacts no deal needs (``c0001``…). Each partition of ``ledger/entities`` pushes its batch
+The plan registers one dynamic partition per batch of deals (``b0001``…), of leads-inbox
+leads (``l0001``…) and of contacts no deal needs (``c0001``…). Each partition of ``ledger/entities`` pushes its batch
 into amoCRM; a partition whose deals all loaded is green, otherwise it fails naming the
 deals and why, and re-running it (a backfill of failed partitions in the UI, or
 ``migration-pipeline migrate``) finishes the job without creating anything twice.
 """
 
+import time
+
 import dagster as dg
 from pydantic import Field
 
 from migration_pipeline.db import Warehouse, table_metadata
-from migration_pipeline.ledger import DuckDBLedger
-from migration_pipeline.load.loader import load_partition
+from migration_pipeline.ledger import DuckDBLedger, RunRecord, record_run
+from migration_pipeline.load.loader import PartitionResult, load_partition
 from migration_pipeline.load.plan import PlanSettings, build_plan
 from migration_pipeline.resources import AmoCrmResource
 
@@ -34,6 +36,7 @@ UPSTREAM = [
     for key in (
         ["clean", "selection"],
         ["clean", "deals"],
+        ["clean", "leads"],
         ["clean", "persons"],
         ["clean", "organizations"],
         ["clean", "activities"],
@@ -162,18 +165,36 @@ def load(
     and state. Reruns reuse what exists and reconcile what is in doubt."""
     key = context.partition_key
     ledger = DuckDBLedger(warehouse.file(), lease_seconds=config.lease_seconds)
+    started = time.time()
+    result: PartitionResult | None = None
     with amocrm.client() as client:
-        result = load_partition(
-            client,
-            warehouse.file(),
-            ledger,
-            key,
-            claimant=f"{context.run.run_id}:{key}",
-            batch_size=amocrm.batch_size,
-            progress=context.log.info,
-            wait_seconds=config.wait_seconds,
-        )
-        stats = client.stats
+        try:
+            result = load_partition(
+                client,
+                warehouse.file(),
+                ledger,
+                key,
+                claimant=f"{context.run.run_id}:{key}",
+                batch_size=amocrm.batch_size,
+                progress=context.log.info,
+                wait_seconds=config.wait_seconds,
+            )
+        finally:
+            stats = client.stats
+            record_run(
+                warehouse.file(),
+                RunRecord(
+                    run_id=context.run.run_id,
+                    partition_key=key,
+                    started_at=started,
+                    seconds=time.time() - started,
+                    requests=stats.requests,
+                    rate_limited=stats.rate_limited,
+                    retries=stats.retries,
+                    in_doubt=stats.in_doubt,
+                    failed_deals=None if result is None else len(result.failed_deals),
+                ),
+            )
     counts = result.counts()
     metadata = {
         "requests": stats.requests,

@@ -21,7 +21,7 @@ import dagster as dg
 from migration_pipeline.clients.amocrm import MAX_BATCH
 from migration_pipeline.clients.errors import InDoubt
 from migration_pipeline.config import ConfigError, load_config
-from migration_pipeline.db import Warehouse, table_metadata
+from migration_pipeline.db import Warehouse, read_rows, table_metadata
 from migration_pipeline.resources import AmoCrmResource
 from migration_pipeline.setup import mapping
 from migration_pipeline.setup.config import MappingConfig
@@ -207,7 +207,7 @@ def map_statuses(
     config = _config()
     with warehouse.connect(read_only=True) as con:
         stages = mapping.read_stages(con)
-        pipelines = mapping.read_rows(con, "select * from map.pipelines")
+        pipelines = read_rows(con, "select * from map.pipelines")
     pipeline_map = {p["pipedrive_pipeline_id"]: p["amo_pipeline_id"] for p in pipelines}
     with setup_errors():
         with amocrm.client() as client:
