@@ -7,8 +7,9 @@ rate limits, loud about anything unexpected.
 * **Pages.** :meth:`PipedriveClient.iter_v2` (cursor) and :meth:`PipedriveClient.iter_v1`
   (offset) are generators of :class:`Page`; a caller writes page by page and resumes from the
   last page's ``next_cursor`` / ``next_start``. A cursor seen twice or an offset that does not
-  advance raises :class:`BadResponse` instead of looping; a record id repeated within one
-  listing is skipped and counted.
+  advance raises :class:`BadResponse` instead of looping; an exact copy of a record already
+  yielded in one listing is skipped and counted (a repeated id with other content is kept:
+  two records sharing an id are data for the caller to resolve, not a paging artefact).
 * **Rate limits** (reference §4). Every response's ``x-ratelimit-*`` headers are read; when the
   2-second burst window is nearly used up, the next request waits for its reset, so a 429 is
   the exception rather than the signal. A 429 with the burst window at 0 waits and retries; a
@@ -27,6 +28,8 @@ against the window's remainder.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import re
@@ -208,7 +211,7 @@ class PipedriveClient:
         ``"/api/v2/deals"``), from ``start_cursor`` until ``next_cursor`` is null."""
         endpoint = _api_path("v2", path)
         seen_cursors = {start_cursor} if start_cursor else set()
-        seen_ids: set[Hashable] = set()
+        seen: set[tuple[Hashable, bytes]] = set()
         cursor = start_cursor
         for _ in range(self._max_pages):
             query = {**_query(params), "limit": self._page_size}
@@ -223,9 +226,7 @@ class PipedriveClient:
                     200,
                     "next_cursor repeats a cursor already seen; stopping instead of looping",
                 )
-            yield Page(
-                endpoint, self._unique(body, seen_ids, key, endpoint), next_cursor=next_cursor
-            )
+            yield Page(endpoint, self._unique(body, seen, key, endpoint), next_cursor=next_cursor)
             if next_cursor is None:
                 return
             seen_cursors.add(next_cursor)
@@ -247,7 +248,7 @@ class PipedriveClient:
         leads, ``*Fields``, participants and mail use; no pagination at all is one page.
         """
         endpoint = _api_path("v1", path)
-        seen_ids: set[Hashable] = set()
+        seen: set[tuple[Hashable, bytes]] = set()
         offset = start
         for _ in range(self._max_pages):
             query = {**_query(params), "start": offset, "limit": self._page_size}
@@ -261,7 +262,7 @@ class PipedriveClient:
                     f"next_start {next_start} does not advance past start {offset}; "
                     "stopping instead of looping",
                 )
-            records = self._unique(body, seen_ids, key, endpoint)
+            records = self._unique(body, seen, key, endpoint)
             yield Page(endpoint, records, next_start=next_start)
             if next_start is None:
                 return
@@ -439,26 +440,32 @@ class PipedriveClient:
     def _unique(
         self,
         body: Mapping[str, Any],
-        seen: set[Hashable],
+        seen: set[tuple[Hashable, bytes]],
         key: Callable[[Mapping[str, Any]], Hashable | None],
         endpoint: str,
     ) -> list[dict[str, Any]]:
-        """The page's records minus those already yielded in this listing (counted, logged)."""
+        """The page's records minus exact copies of records already yielded in this listing
+        (counted, logged): offset paging shifts a record onto the next page when records are
+        added meanwhile. A repeated id with other content is not such a copy but a second
+        record under one id: it is kept, so the caller can resolve it with a reason (extraction
+        quarantines it) instead of it vanishing here. ``seen`` holds (id, content digest)."""
         kept = []
         for record in _list_data(body, endpoint):
             ident = key(record)
-            if ident is not None and ident in seen:
-                with self._lock:
-                    self.stats.duplicates_skipped += 1
-                logger.warning(
-                    "%s GET %s: record id %r already yielded in this listing; skipped",
-                    SERVICE,
-                    endpoint,
-                    ident,
-                )
-                continue
             if ident is not None:
-                seen.add(ident)
+                content = json.dumps(record, sort_keys=True, default=str).encode()
+                copy = (ident, hashlib.blake2b(content, digest_size=16).digest())
+                if copy in seen:
+                    with self._lock:
+                        self.stats.duplicates_skipped += 1
+                    logger.warning(
+                        "%s GET %s: record id %r already yielded in this listing; skipped",
+                        SERVICE,
+                        endpoint,
+                        ident,
+                    )
+                    continue
+                seen.add(copy)
             kept.append(record)
         return kept
 

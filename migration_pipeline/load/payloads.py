@@ -9,6 +9,7 @@ tested value by value.
 from __future__ import annotations
 
 import html
+import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
@@ -20,6 +21,10 @@ NOTE_MAX = 65_535
 _TAG = re.compile(r"<[^>]+>")
 _BREAK = re.compile(r"(?i)<\s*(br|/p|/div|/li|/h[1-6])\s*/?>")
 _SCRIPT = re.compile(r"(?is)<(script|style)\b.*?</\1\s*>")
+# C0 and C1 control characters except tab, newline and carriage return: NUL, BEL, ESC… come
+# from broken imports and bad copy-paste; they are invisible at best in amoCRM.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_TIME_OF_DAY = re.compile(r"\s*([01]?\d|2[0-3]):([0-5]\d)(?::[0-5]\d)?\s*")
 
 
 def epoch(value: datetime | date | str | None) -> int | None:
@@ -33,18 +38,40 @@ def epoch(value: datetime | date | str | None) -> int | None:
     return int(datetime.combine(value, time(), tzinfo=UTC).timestamp())
 
 
+def time_of_day(text: str | None) -> int | None:
+    """Seconds after midnight of a Pipedrive ``due_time`` (``HH:MM``, seconds ignored), or None
+    when it is missing or not a time of day: the field is free text in imports and old
+    records ("noon", "25:99"), and one such value must not stop the plan."""
+    found = _TIME_OF_DAY.fullmatch(text or "")
+    return None if found is None else int(found[1]) * 3600 + int(found[2]) * 60
+
+
+def without_controls(text: str) -> str:
+    """``text`` without control characters (tabs and line breaks stay)."""
+    return _CONTROL.sub("", text)
+
+
+def one_line(value: str | None, fallback: str, limit: int = NAME_MAX) -> str:
+    """A name or subject as amoCRM should show it: control characters dropped, runs of
+    whitespace (line breaks, tabs, no-break spaces) made one space, cut to ``limit``; a value
+    left empty (none, "", only spaces) becomes ``fallback``, so nothing is created nameless."""
+    text = " ".join(without_controls(value or "").split())
+    return clip(text or fallback, limit)
+
+
 def clip(text: str, limit: int) -> str:
     """``text`` cut to ``limit`` characters, marked with an ellipsis when cut."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def html_to_text(content: str | None) -> str:
-    """Plain text of a Pipedrive HTML note: scripts dropped, breaks kept, entities decoded."""
+    """Plain text of a Pipedrive HTML note: scripts dropped, breaks kept, entities decoded,
+    control characters dropped."""
     if not content:
         return ""
     text = _SCRIPT.sub("", content)
     text = _BREAK.sub("\n", text)
-    text = html.unescape(_TAG.sub("", text))
+    text = without_controls(html.unescape(_TAG.sub("", text)))
     lines = [" ".join(line.split()) for line in text.splitlines()]
     return "\n".join(line for line in lines if line).strip()
 
@@ -87,9 +114,11 @@ def custom_value(
     if kind in ("numeric", "monetary"):
         number = value.get("value") if isinstance(value, dict) else value
         try:
-            return [{"value": float(number)}]
+            parsed = float(number)
         except (TypeError, ValueError):
             return None
+        # float() reads "NaN" and "inf", which no JSON body may carry: skip them like text.
+        return [{"value": parsed}] if math.isfinite(parsed) else None
     if kind in ("date", "date_time", "birthday"):
         text = value.get("value") if isinstance(value, dict) else value
         try:

@@ -16,12 +16,16 @@ Built from the cleansed, selected data (``clean.*``) and the target account's ma
   its person as main contact, participants as more contacts, its organization as company),
   activity → task (done ones completed, with the note as the result), note → note, mail →
   note (from, to, subject, date, body), followers → one note on the lead naming them.
+* **Leads-inbox leads** become amoCRM leads too, in partitions of their own (``l0001``…), in
+  the first stage of the first Pipedrive pipeline (the stage a lead converted in Pipedrive
+  lands in), tagged ``Pipedrive leads inbox``. Their ``Pipedrive ID`` is ``lead:<uuid>``, so
+  they never collide with deal ids; their activities and notes follow them.
 """
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +33,22 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from .payloads import NAME_MAX, NOTE_MAX, clip, custom_value, epoch, field_value, html_to_text
+from ..clients.amocrm import MAX_BATCH
+from ..db import read_rows
+from .payloads import (
+    NOTE_MAX,
+    clip,
+    custom_value,
+    epoch,
+    field_value,
+    html_to_text,
+    one_line,
+    time_of_day,
+    without_controls,
+)
+
+REQUESTS_PER_SECOND = 7.0  # amoCRM's limit per account (reference §2), for the estimate
+END_OF_DAY = 23 * 3600 + 59 * 60  # when a task with a due date but no time is due
 
 
 @dataclass(frozen=True)
@@ -37,14 +56,6 @@ class PlanSettings:
     deals_per_partition: int = 1000
     contacts_per_partition: int = 1000
     sample_partitions: int = 0
-
-
-def _rows(
-    con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None
-) -> list[dict[str, Any]]:
-    cursor = con.execute(sql, params or [])
-    columns = [d[0] for d in cursor.description]
-    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
 
 def _json(value: Any) -> Any:
@@ -74,48 +85,61 @@ class Context:
     """Everything the payload builders look up, read once."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
-        account = _rows(con, "select * from map.account")[0]
+        account = read_rows(con, "select * from map.account")[0]
         self.default_user = account["default_user_id"]
         self.users = {
-            r["pipedrive_user_id"]: r["amo_user_id"] for r in _rows(con, "select * from map.users")
+            r["pipedrive_user_id"]: r["amo_user_id"]
+            for r in read_rows(con, "select * from map.users")
         }
         self.statuses = {
             (r["pipedrive_pipeline_id"], r["pipedrive_stage_id"], r["outcome"]): (
                 r["amo_pipeline_id"],
                 r["amo_status_id"],
             )
-            for r in _rows(con, "select * from map.statuses")
+            for r in read_rows(con, "select * from map.statuses")
         }
         self.loss_reasons = {
             r["lost_reason"]: r["amo_loss_reason_id"]
-            for r in _rows(con, "select * from map.loss_reasons")
+            for r in read_rows(con, "select * from map.loss_reasons")
         }
         self.task_types = {
             r["pipedrive_type"]: r["amo_task_type_id"]
-            for r in _rows(con, "select * from map.task_types")
+            for r in read_rows(con, "select * from map.task_types")
         }
         self.fields: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         self.custom: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-        for row in _rows(con, "select * from map.fields"):
+        for row in read_rows(con, "select * from map.fields"):
             row["enum_map"] = _json(row["enum_map"])
             if row["purpose"] == "custom":
                 self.custom[row["entity"]][row["pipedrive_key"]] = row
             else:
                 self.fields[row["entity"]][row["purpose"]] = row
         self.names = {
-            "users": {r["id"]: r["name"] for r in _rows(con, "select id, name from raw.users")},
+            "users": {r["id"]: r["name"] for r in read_rows(con, "select id, name from raw.users")},
             "organizations": {
-                r["id"]: r["name"] for r in _rows(con, "select id, name from raw.organizations")
+                r["id"]: r["name"] for r in read_rows(con, "select id, name from raw.organizations")
             },
-            "persons": {r["id"]: r["name"] for r in _rows(con, "select id, name from raw.persons")},
+            "persons": {
+                r["id"]: r["name"] for r in read_rows(con, "select id, name from raw.persons")
+            },
         }
+        first_stage = con.execute(
+            """
+            select s.pipeline_id, s.id from raw.stages s join raw.pipelines p on p.id = s.pipeline_id
+            where not coalesce(s.is_deleted, false) and not coalesce(p.is_deleted, false)
+            order by p.order_nr, p.id, s.order_nr, s.id limit 1
+            """
+        ).fetchall()
+        self.inbox_stage = first_stage[0] if first_stage else None
         self.deal_labels = self._labels(con, "deal_fields")
         self.person_labels = self._labels(con, "person_fields")
         self.org_labels = self._labels(con, "organization_fields")
 
     @staticmethod
     def _labels(con: duckdb.DuckDBPyConnection, table: str) -> dict[int, str]:
-        rows = _rows(con, f"select options from raw.{table} where key in ('label', 'label_ids')")
+        rows = read_rows(
+            con, f"select options from raw.{table} where key in ('label', 'label_ids')"
+        )
         labels: dict[int, str] = {}
         for row in rows:
             for option in _json(row["options"]) or []:
@@ -148,6 +172,9 @@ class Context:
         return values[:40]  # amoCRM accepts at most 40 values per entity in one call
 
 
+INBOX_TAG = "Pipedrive leads inbox"
+
+
 def _tags(label_ids: Iterable[Any] | None, labels: dict[int, str]) -> list[dict[str, str]]:
     out = []
     for label in _json(label_ids) or []:
@@ -163,7 +190,7 @@ def _tags(label_ids: Iterable[Any] | None, labels: dict[int, str]) -> list[dict[
 def company_payload(ctx: Context, org: dict[str, Any]) -> dict[str, Any]:
     merged = ",".join(str(i) for i in org["merged_ids"] or [])
     return {
-        "name": clip(org["name"] or f"Pipedrive organization {org['id']}", NAME_MAX),
+        "name": one_line(org["name"], f"Pipedrive organization {org['id']}"),
         "responsible_user_id": ctx.user(org["owner_id"]),
         "created_at": epoch(org["add_time"]),
         "custom_fields_values": ctx.common_fields(
@@ -189,15 +216,15 @@ def contact_payload(ctx: Context, person: dict[str, Any]) -> dict[str, Any]:
     if emails:
         values.append({"field_code": "EMAIL", "values": emails})
     payload = {
-        "name": clip(person["name"] or f"Pipedrive person {person['id']}", NAME_MAX),
+        "name": one_line(person["name"], f"Pipedrive person {person['id']}"),
         "responsible_user_id": ctx.user(person["owner_id"]),
         "created_at": epoch(person["add_time"]),
         "custom_fields_values": values,
         "_embedded": {"tags": _tags(person["label_ids"], ctx.person_labels)},
     }
     for part in ("first_name", "last_name"):
-        if person.get(part):
-            payload[part] = clip(person[part], NAME_MAX)
+        if text := one_line(person.get(part), ""):
+            payload[part] = text
     return payload
 
 
@@ -212,7 +239,7 @@ def lead_payload(ctx: Context, deal: dict[str, Any]) -> dict[str, Any]:
         "rate_date": epoch(deal["rate_date"]),
     }
     payload: dict[str, Any] = {
-        "name": clip(deal["title"] or f"Pipedrive deal {deal['id']}", NAME_MAX),
+        "name": one_line(deal["title"], f"Pipedrive deal {deal['id']}"),
         "price": int(deal["price"] or 0),
         "pipeline_id": pipeline_id,
         "status_id": status_id,
@@ -231,14 +258,37 @@ def lead_payload(ctx: Context, deal: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
+def inbox_lead_payload(ctx: Context, lead: dict[str, Any]) -> dict[str, Any]:
+    """A leads-inbox lead, as an open deal in the inbox stage (see the module docstring)."""
+    if ctx.inbox_stage is None:
+        raise ValueError("the account has no pipeline stage to put leads-inbox leads in")
+    pipeline_id, stage_id = ctx.inbox_stage
+    as_deal = {
+        **lead,
+        "id": f"lead:{lead['id']}",
+        "status": "open",
+        "pipeline_id": pipeline_id,
+        "stage_id": stage_id,
+        "custom_fields": None,
+        "label_ids": None,
+        "close_time": None,
+        "won_time": None,
+        "lost_time": None,
+        "lost_reason": None,
+    }
+    payload = lead_payload(ctx, as_deal)
+    payload["_embedded"]["tags"].append({"name": INBOX_TAG})
+    return payload
+
+
 def task_payload(ctx: Context, activity: dict[str, Any]) -> dict[str, Any]:
     due = activity["due_date"]
     if due is not None:
-        hours, _, minutes = (activity["due_time"] or "23:59").partition(":")
-        complete_till = epoch(due) + int(hours or 0) * 3600 + int(minutes or 0) * 60
+        at = time_of_day(activity["due_time"])  # no (readable) time: the end of the day
+        complete_till = epoch(due) + (END_OF_DAY if at is None else at)
     else:
         complete_till = epoch(activity["add_time"])
-    subject = activity["subject"] or activity["type"] or "Pipedrive activity"
+    subject = one_line(activity["subject"], one_line(activity["type"], "Pipedrive activity"))
     payload: dict[str, Any] = {
         "text": clip(subject, NOTE_MAX),
         "complete_till": complete_till,
@@ -255,7 +305,7 @@ def task_payload(ctx: Context, activity: dict[str, Any]) -> dict[str, Any]:
 def note_payload(text: str, created_at: int | None, user: int) -> dict[str, Any]:
     return {
         "note_type": "common",
-        "params": {"text": clip(text or "(empty)", NOTE_MAX)},
+        "params": {"text": clip(without_controls(text) or "(empty)", NOTE_MAX)},
         "created_at": created_at,
         "responsible_user_id": user,
     }
@@ -289,12 +339,12 @@ def _partition_keys(
     table: str,
     column: str,
     prefix: str,
-    items: list[int],
+    items: list[Any],
     size: int,
-) -> dict[int, str]:
+) -> dict[Any, str]:
     """Stable assignment: earlier plans' members keep their partition; new ones fill new
     partitions after the last key."""
-    assigned: dict[int, str] = {}
+    assigned: dict[Any, str] = {}
     if _table_exists(con, "plan", table):
         assigned = {
             row[0]: row[1]
@@ -341,29 +391,43 @@ def build_plan(con: duckdb.DuckDBPyConnection, settings: PlanSettings) -> dict[s
             "deal_participants",
             "deal_followers",
             "mail_messages",
+            "leads",
         )
     }
     deals = [
         d
-        for d in _rows(con, "select * from clean.deals order by id")
+        for d in read_rows(con, "select * from clean.deals order by id")
         if str(d["id"]) in selected["deals"]
     ]
     persons = {
         p["id"]: p
-        for p in _rows(con, "select * from clean.persons order by id")
+        for p in read_rows(con, "select * from clean.persons order by id")
         if str(p["id"]) in selected["persons"]
     }
     orgs = {
         o["id"]: o
-        for o in _rows(con, "select * from clean.organizations order by id")
+        for o in read_rows(con, "select * from clean.organizations order by id")
         if str(o["id"]) in selected["organizations"]
     }
+    inbox = [
+        lead
+        for lead in read_rows(con, "select * from clean.leads order by id")
+        if lead["id"] in selected["leads"]
+    ]
 
     deal_partition = _partition_keys(
         con, "deal_batches", "deal_id", "b", [d["id"] for d in deals], settings.deals_per_partition
     )
+    lead_partition = _partition_keys(
+        con,
+        "lead_batches",
+        "lead_id",
+        "l",
+        [lead["id"] for lead in inbox],
+        settings.deals_per_partition,
+    )
     participants: dict[int, list[int]] = defaultdict(list)
-    for row in _rows(con, "select * from clean.deal_participants order by deal_id, id"):
+    for row in read_rows(con, "select * from clean.deal_participants order by deal_id, id"):
         if (
             str(row["id"]) in selected["deal_participants"]
             and row.get("duplicate_of") is None
@@ -394,6 +458,26 @@ def build_plan(con: duckdb.DuckDBPyConnection, settings: PlanSettings) -> dict[s
                 else None,
                 "company_key": None if company is None else str(company),
                 "payload": json.dumps(lead_payload(ctx, deal), ensure_ascii=False),
+            }
+        )
+
+    for lead in inbox:
+        key = lead_partition[lead["id"]]
+        person = lead["person_id"] if lead["person_id"] in persons else None
+        company = lead["org_id"] if lead["org_id"] in orgs else None
+        bucket = needs[key]  # the partition exists even for a lead that needs neither
+        if person is not None:
+            bucket["contact"].add(person)
+        if company is not None:
+            bucket["company"].add(company)
+        lead_rows.append(
+            {
+                "source_key": f"lead:{lead['id']}",
+                "partition_key": key,
+                "contact_keys": [] if person is None else [str(person)],
+                "main_contact_key": None if person is None else str(person),
+                "company_key": None if company is None else str(company),
+                "payload": json.dumps(inbox_lead_payload(ctx, lead), ensure_ascii=False),
             }
         )
 
@@ -453,6 +537,9 @@ def build_plan(con: duckdb.DuckDBPyConnection, settings: PlanSettings) -> dict[s
             return (
                 (deal_partition[entity_id], str(entity_id)) if entity_id in deal_partition else None
             )
+        if entity_type == "inbox":
+            found = lead_partition.get(entity_id)
+            return None if found is None else (found, f"lead:{entity_id}")
         kind = "contact" if entity_type == "contacts" else "company"
         found = creator.get((kind, entity_id))
         return None if found is None else (found, str(entity_id))
@@ -460,17 +547,18 @@ def build_plan(con: duckdb.DuckDBPyConnection, settings: PlanSettings) -> dict[s
     def attach(record: dict[str, Any]) -> tuple[str, str, str] | None:
         for entity_type, column in (
             ("leads", "deal_id"),
+            ("inbox", "lead_id"),
             ("contacts", "person_id"),
             ("companies", "org_id"),
         ):
             if record.get(column) is not None:
                 found = owner(entity_type, record[column])
                 if found:
-                    return entity_type, *found
+                    return "leads" if entity_type == "inbox" else entity_type, *found
         return None
 
     task_rows, note_rows = [], []
-    for activity in _rows(con, "select * from clean.activities order by id"):
+    for activity in read_rows(con, "select * from clean.activities order by id"):
         if str(activity["id"]) not in selected["activities"] or (where := attach(activity)) is None:
             continue
         entity_type, key, entity_key = where
@@ -483,7 +571,7 @@ def build_plan(con: duckdb.DuckDBPyConnection, settings: PlanSettings) -> dict[s
                 "payload": json.dumps(task_payload(ctx, activity), ensure_ascii=False),
             }
         )
-    for note in _rows(con, "select * from clean.notes order by id"):
+    for note in read_rows(con, "select * from clean.notes order by id"):
         if str(note["id"]) not in selected["notes"] or (where := attach(note)) is None:
             continue
         entity_type, key, entity_key = where
@@ -499,7 +587,7 @@ def build_plan(con: duckdb.DuckDBPyConnection, settings: PlanSettings) -> dict[s
                 "payload": json.dumps(payload, ensure_ascii=False),
             }
         )
-    for mail in _rows(con, "select * from raw.mail_messages order by id"):
+    for mail in read_rows(con, "select * from raw.mail_messages order by id"):
         if (
             str(mail["id"]) not in selected["mail_messages"]
             or mail["deal_id"] not in deal_partition
@@ -516,13 +604,10 @@ def build_plan(con: duckdb.DuckDBPyConnection, settings: PlanSettings) -> dict[s
             }
         )
     followers: dict[int, list[str]] = defaultdict(list)
-    for row in _rows(
+    for row in read_rows(
         con, "select deal_id, user_id from raw.deal_followers order by deal_id, user_id"
     ):
-        if (
-            f"{row['deal_id']}|{row['user_id']}" in selected["deal_followers"]
-            or str(row["deal_id"]) in selected["deals"]
-        ):
+        if f"{row['deal_id']}:{row['user_id']}" in selected["deal_followers"]:
             followers[row["deal_id"]].append(
                 ctx.names["users"].get(row["user_id"], f"user #{row['user_id']}")
             )
@@ -549,10 +634,24 @@ def build_plan(con: duckdb.DuckDBPyConnection, settings: PlanSettings) -> dict[s
     ]
     partitions = sorted(needs)
     sample = set(partitions[: settings.sample_partitions])
+    # Requests each partition needs, as the loader sends them: one stream of batches per kind
+    # (links, tasks: one; notes: one per parent type), the last batch of each partly filled.
+    streams: Counter[tuple[str, str]] = Counter()
+    for kind, rows in (("companies", company_rows), ("leads", lead_rows), ("tasks", task_rows)):
+        streams.update((row["partition_key"], kind) for row in rows)
+    streams.update((row["partition_key"], "contacts") for row in contact_rows)
+    streams.update((row["partition_key"], "links") for row in contact_rows if row["company_key"])
+    streams.update((row["partition_key"], f"notes {row['entity_type']}") for row in note_rows)
+    requests: Counter[str] = Counter()
+    for (key, _), n in streams.items():
+        requests[key] += -(-n // MAX_BATCH)
     partition_rows = [
         {
             "partition_key": key,
-            "deals": sum(1 for d, k in deal_partition.items() if k == key),
+            "deals": sum(1 for k in deal_partition.values() if k == key),
+            "inbox_leads": sum(1 for k in lead_partition.values() if k == key),
+            "requests": requests[key],
+            "seconds_at_limit": round(requests[key] / REQUESTS_PER_SECOND, 1),
             "sample": key in sample,
         }
         for key in partitions
@@ -566,6 +665,12 @@ def build_plan(con: duckdb.DuckDBPyConnection, settings: PlanSettings) -> dict[s
     )
     _write(
         con,
+        "lead_batches",
+        [{"lead_id": i, "partition_key": k} for i, k in lead_partition.items()],
+        pa.schema([("lead_id", s), ("partition_key", s)]),
+    )
+    _write(
+        con,
         "contact_batches",
         [{"member": m, "partition_key": k} for m, k in loose.items()],
         pa.schema([("member", pa.int64()), ("partition_key", s)]),
@@ -574,7 +679,16 @@ def build_plan(con: duckdb.DuckDBPyConnection, settings: PlanSettings) -> dict[s
         con,
         "partitions",
         partition_rows,
-        pa.schema([("partition_key", s), ("deals", pa.int64()), ("sample", pa.bool_())]),
+        pa.schema(
+            [
+                ("partition_key", s),
+                ("deals", pa.int64()),
+                ("inbox_leads", pa.int64()),
+                ("requests", pa.int64()),
+                ("seconds_at_limit", pa.float64()),
+                ("sample", pa.bool_()),
+            ]
+        ),
     )
     _write(
         con, "needs", need_rows, pa.schema([("partition_key", s), ("kind", s), ("source_key", s)])

@@ -72,6 +72,11 @@ def _note(nid: int, **links) -> dict:
 
 ENTITIES: dict[str, list[dict[str, Any]]] = {
     "users": [{"id": 1, "name": "Owner", "email": "owner@company.test", "active_flag": True}],
+    "pipelines": [{"id": 1, "name": "Продажи"}, {"id": 2, "name": "Партнёры"}],
+    "stages": [
+        {"id": 1, "pipeline_id": 1, "name": "Новая"},
+        {"id": 2, "pipeline_id": 2, "name": "Пилот"},
+    ],
     "organizations": [
         {
             "id": 1,
@@ -121,6 +126,11 @@ ENTITIES: dict[str, list[dict[str, Any]]] = {
         _deal(105, "open", 100, "XYZ"),
         _deal(106, "open", 10, "EUR", is_archived=True, archive_time="2026-09-01T10:00:00Z"),
         _deal(107, "open", None, None, person_id=999),
+        _deal(108, "open", 10, "RUB", stage_id=999),
+        _deal(109, "open", 10, "RUB", pipeline_id=999),
+        _deal(110, "open", 10, "RUB", stage_id=2),
+        _deal(111, "lost", 10, "RUB", stage_id=999, lost_time="2026-09-01T10:00:00Z"),
+        _deal(112, "open", 10, "RUB", owner_id=77),
     ],
     "leads": [
         {
@@ -181,6 +191,15 @@ EXPECTED: dict[tuple[str, str], tuple[str, str, str | None]] = {
     ("deals", "105"): ("failed", "unknown currency XYZ: add a rate to the config", None),
     ("deals", "106"): ("archive", "archived in Pipedrive: policy none", None),
     ("deals", "107"): ("migrate", "open deal", None),
+    ("deals", "108"): ("failed", "stage 999 not found", None),
+    ("deals", "109"): ("failed", "pipeline 999 not found", None),
+    ("deals", "110"): (
+        "failed",
+        "stage 2 belongs to pipeline 2, not to the deal's pipeline 1",
+        None,
+    ),
+    ("deals", "111"): ("migrate", "lost on 2026-09-01", None),  # closed: its stage is not used
+    ("deals", "112"): ("migrate", "open deal", None),  # the default user owns it
     ("leads", "lead-1"): ("migrate", "open lead", None),
     ("leads", "lead-2"): ("archive", "archived in Pipedrive: policy none", None),
     ("persons", "10"): ("migrate", "contact of deal 100", None),

@@ -75,3 +75,35 @@ def test_unknown_and_missing_currencies_are_errors_not_zeros():
         ("3", None, None),
         ("4", None, None),
     ]
+
+
+def test_budgets_amocrm_cannot_hold_are_errors_and_never_stop_the_table():
+    # A lead's budget is a whole number from 0 to 2^31-1. 1e20 × 80.5 overflows DECIMAL(38):
+    # one such deal used to fail the whole of clean.amounts, and with it the cleanse.
+    con = duckdb.connect()
+    con.execute("create schema clean")
+    con.execute("create schema raw")
+    con.execute("create table raw.deals (id BIGINT, value DOUBLE, currency VARCHAR)")
+    con.execute("create table raw.leads (id VARCHAR, value_amount DOUBLE, value_currency VARCHAR)")
+    con.execute(
+        "insert into raw.deals values (1, 2147483647, 'RUB'), (2, 2147483648, 'RUB'), "
+        "(3, -1, 'RUB'), (4, 1e20, 'USD'), (5, 1e30, 'RUB'), (6, 30000000, 'USD'), (7, -0.4, 'RUB')"
+    )
+    rates = (Rate(currency="USD", rate=Decimal("80.5"), date="2026-11-01", source="test"),)
+    build_currency_rates(con, CurrencyConfig(account_currency="RUB", rates=rates))
+    con.execute(read_sql("cleanse/amounts.sql"))
+    rows = con.execute("select record_id, price, error from clean.amounts order by all").fetchall()
+    too_large = "is over the largest amoCRM budget (2147483647 RUB) once converted"
+    assert rows == [
+        ("1", 2147483647, None),
+        ("2", 2147483648, f"value 2147483648.0 RUB {too_large}"),
+        (
+            "3",
+            -1,
+            "negative value -1.0 RUB: an amoCRM budget cannot be negative; fix it in Pipedrive",
+        ),
+        ("4", None, f"value 1e+20 USD {too_large}"),
+        ("5", None, f"value 1e+30 RUB {too_large}"),
+        ("6", 2415000000, f"value 30000000.0 USD {too_large}"),
+        ("7", 0, None),  # rounds to 0: a budget amoCRM holds
+    ]

@@ -72,6 +72,8 @@ def test_references_move_to_survivors_and_unkeepable_ones_say_why(cleansed_scena
         ).fetchall()
     assert deals[100][:3] == (10, 11, 1)  # person 11 → 10, organization 2 → 1
     assert deals[107][0] is None and deals[107][3] == ["person 999 not found"]
+    assert deals[108][3] == ["stage 999 not found"]  # so the selection fails it
+    assert deals[112][3] == ["owner 77 not found: the default amoCRM user owns the lead"]
     assert activity == [(10, 11)]
     assert person_11 == [("merged", 10, 1, 2)]
 
@@ -97,7 +99,10 @@ def test_money_is_converted_at_the_recorded_rate_and_rounded_half_away_from_zero
         None,
     )  # fmt: skip  (1000.50 × 80.5 = 80540.25)
     assert rows["101"][-2:] == (3, None)  # 2.5 RUB → 3
-    assert rows["lead-2"][-2:] == (-3, None)  # -2.5 → -3, away from zero
+    assert rows["lead-2"][-2:] == (  # -2.5 → -3, away from zero; no amoCRM budget is < 0
+        -3,
+        "negative value -2.5 RUB: an amoCRM budget cannot be negative; fix it in Pipedrive",
+    )
     assert rows["105"][-2:] == (None, "unknown currency XYZ: add a rate to the config")
     assert rows["107"][-2:] == (None, None)  # no value: no price, no error
 

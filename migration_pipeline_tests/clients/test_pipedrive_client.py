@@ -312,6 +312,25 @@ def test_a_record_repeated_across_pages_is_skipped_counted_and_logged(
     assert "/api/v2/persons" in warning.getMessage() and "2" in warning.getMessage()
 
 
+def test_a_repeated_id_with_other_content_is_passed_on_for_the_caller_to_resolve() -> None:
+    # Not a record shifted by paging but a second record under one id: skipping it here would
+    # lose it without a trace; extraction quarantines it with its reason instead.
+    server = Scripted(
+        lambda: envelope([{"id": 1, "name": "Anna"}, {"id": 2}], {"next_cursor": "A"}),
+        lambda: envelope([{"id": 1, "name": "Other"}, {"id": 2}], {"next_cursor": None}),
+    )
+    client, _ = make_client(server)
+
+    pages = list(client.iter_v2("persons"))
+
+    assert [r for page in pages for r in page.records] == [
+        {"id": 1, "name": "Anna"},
+        {"id": 2},
+        {"id": 1, "name": "Other"},
+    ]
+    assert client.stats.duplicates_skipped == 1  # the exact copy of {"id": 2}
+
+
 def test_records_without_an_id_are_never_taken_for_repeats() -> None:
     followers = [{"user_id": 5, "add_time": "2024-01-01T00:00:00Z"}] * 2
     client, _ = make_client(Scripted(lambda: envelope(followers, {"next_cursor": None})))

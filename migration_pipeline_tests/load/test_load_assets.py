@@ -102,8 +102,11 @@ def test_a_lead_amocrm_rejects_fails_its_deal_and_the_rest_loads(world: World) -
         message = failure.step_failure_data.user_failure_data.description
         assert f"deal {deal}: lead not created: amoCRM rejected it" in message
         assert "price" in message
-    counts = planned(world)
-    assert len(world.amocrm.creations_per_pipedrive_id("leads")) == counts["leads"] - 1
+    with duckdb.connect(str(world.duckdb), read_only=True) as con:
+        in_partition = con.execute(
+            "select count(*) from plan.leads where partition_key = ?", [keys[0]]
+        ).fetchall()[0][0]
+    assert len(world.amocrm.creations_per_pipedrive_id("leads")) == in_partition - 1
 
 
 def _load_in_another_process(keys: list[str], environment: dict[str, str]) -> None:
@@ -189,3 +192,40 @@ def test_a_ban_stops_the_partition_with_a_clear_message(world: World) -> None:
         failure.step_failure_data.error.cause or failure.step_failure_data.error
     )
     assert world.amocrm.entity_counts().get("leads", 0) == 0
+
+
+def test_leads_inbox_leads_load_as_tagged_leads_with_their_activities(world: World) -> None:
+    with dg.instance_for_test() as instance:
+        keys = plan(instance)
+        with duckdb.connect(str(world.duckdb), read_only=True) as con:
+            migrating = con.execute(
+                "select count(*) from clean.selection where entity = 'leads' and decision = 'migrate'"
+            ).fetchall()[0][0]
+            inbox = con.execute(
+                "select source_key, partition_key, payload from plan.leads "
+                "where source_key like 'lead:%'"
+            ).fetchall()
+            on_inbox = con.execute(
+                "select count(*) from plan.tasks where entity_key like 'lead:%'"
+            ).fetchall()[0][0]
+            selected_on_inbox = con.execute(
+                "select count(*) from clean.activities a join clean.selection s "
+                "on s.entity = 'activities' and s.record_id = a.id::varchar "
+                "where s.decision = 'migrate' and a.deal_id is null and a.lead_id is not null"
+            ).fetchall()[0][0]
+            first_stage = con.execute(
+                "select m.amo_status_id from raw.stages s join raw.pipelines p on p.id = s.pipeline_id "
+                "join map.statuses m on m.pipedrive_stage_id = s.id and m.outcome = 'open' "
+                "order by p.order_nr, p.id, s.order_nr, s.id limit 1"
+            ).fetchall()[0][0]
+        assert migrating > 0 and len(inbox) == migrating
+        assert {key for _, key, _ in inbox} <= {k for k in keys if k.startswith("l")}
+        for _, _, payload in inbox:
+            lead = json.loads(payload)
+            assert lead["status_id"] == first_stage
+            assert {"name": "Pipedrive leads inbox"} in lead["_embedded"]["tags"]
+        load_until_done(instance, keys)
+    found = world.amocrm.creations_per_pipedrive_id("leads")
+    assert all(found.get(key) == 1 for key, _, _ in inbox)
+    assert on_inbox == selected_on_inbox
+    assert_each_planned_entity_exists_once(world)

@@ -15,7 +15,7 @@ from pydantic import Field
 from migration_pipeline.db import Warehouse, table_metadata
 from migration_pipeline.ledger import DuckDBLedger, RunRecord, record_run
 from migration_pipeline.load.loader import PartitionResult, load_partition
-from migration_pipeline.load.plan import PlanSettings, build_plan
+from migration_pipeline.load.plan import REQUESTS_PER_SECOND, PlanSettings, build_plan
 from migration_pipeline.resources import AmoCrmResource
 
 GROUP = "load"
@@ -50,7 +50,6 @@ UPSTREAM = [
         ["map", "task_types"],
     )
 ]
-REQUESTS_PER_SECOND = 7.0
 
 
 class PlanConfig(dg.Config):
@@ -92,19 +91,7 @@ def load_plan(context: dg.AssetExecutionContext, config: PlanConfig, warehouse: 
                 "select partition_key from plan.partitions order by 1"
             ).fetchall()
         ]
-        estimate = con.execute(
-            """
-            select sum(requests) from (
-                select ceil(count(*) / 250) as requests from plan.companies group by partition_key
-                union all select ceil(count(*) / 250) from plan.contacts group by partition_key
-                union all select ceil(count(*) filter (where company_key is not null) / 250)
-                    from plan.contacts group by partition_key
-                union all select ceil(count(*) / 250) from plan.leads group by partition_key
-                union all select ceil(count(*) / 250) from plan.tasks group by partition_key, entity_type
-                union all select ceil(count(*) / 250) from plan.notes group by partition_key, entity_type
-            )
-            """
-        ).fetchall()[0][0]
+        estimate = con.execute("select sum(requests) from plan.partitions").fetchall()[0][0]
         metadata = {table: table_metadata(con, f"plan.{table}") for table in PLAN_TABLES}
     known = set(context.instance.get_dynamic_partitions(deal_batches.name))
     new = [key for key in keys if key not in known]

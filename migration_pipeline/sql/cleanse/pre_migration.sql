@@ -43,6 +43,7 @@ problems as (
     )
     where problem not like 'phone %' and problem not like 'e-mail %'
         and problem not like 'unknown currency %' and problem not like 'value % without a currency%'
+        and problem not like 'negative value %' and problem not like 'value % over the largest amoCRM budget%'
 ),
 broken as (
     select format('{}: {}', entity, problem) as item, count(*) as value from problems group by all

@@ -1,11 +1,12 @@
 -- Selection of deals: deleted ones never migrate; archived ones by the archived window
 -- (archive time); open ones always; won and lost ones by their windows (close time). A deal
--- that would migrate but whose value cannot be converted fails with the conversion error.
+-- that would migrate but has no place in amoCRM (placement_error) or whose value cannot be
+-- converted fails with that error.
 create or replace temp table selected_deals as
 with rules as (
     select
         d.id,
-        d.conversion_error,
+        coalesce(d.placement_error, d.conversion_error) as error,
         case
             when d.is_deleted then {'migrate': false, 'reason': 'deleted in Pipedrive'}
             when d.is_archived then window_rule(
@@ -30,9 +31,8 @@ select
     id,
     case
         when not rule.migrate then 'archive'
-        when conversion_error is not null then 'failed'
+        when error is not null then 'failed'
         else 'migrate'
     end as decision,
-    case when rule.migrate and conversion_error is not null then conversion_error
-        else rule.reason end as reason
+    case when rule.migrate and error is not null then error else rule.reason end as reason
 from rules
