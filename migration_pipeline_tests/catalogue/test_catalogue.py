@@ -301,6 +301,7 @@ def test_every_bad_record_ends_where_the_catalogue_says(world: World, tmp_path: 
         run_stages(instance, ("extract_pipedrive", "cleanse", "amocrm_setup"))
         keys = plan(instance, deals_per_partition=50)
         failures = _load_every_partition(instance, keys)
+        assert run_job(instance, "verify", resources={"amocrm": FAST}).success
     evidence = _read_evidence(world, failures)
 
     off = [
@@ -334,3 +335,39 @@ def test_every_bad_record_ends_where_the_catalogue_says(world: World, tmp_path: 
     for key, message in failures.items():
         named = {line.split(":")[0] for line in message.splitlines() if line.startswith("deal ")}
         assert named and named <= may_fail, f"partition {key} failed: {message}"
+
+    # The report accounts for every record, and names each failed or quarantined one's reason.
+    with duckdb.connect(str(world.duckdb), read_only=True) as con:
+        assert con.execute(
+            "select count(*) from report.migration where not adds_up"
+        ).fetchall() == [(0,)]
+        assert con.execute("select count(*) from report.mismatches").fetchall() == [(0,)], (
+            "read-back differs from the plan"
+        )
+        outcomes = con.execute(
+            "select entity, record_id, outcome, reason from report.outcomes "
+            "where outcome in ('failed', 'quarantined')"
+        ).fetchall()
+
+    def ids(entry: BadRecord) -> set[str]:
+        """The record ids the report gives ``entry``: a quarantined copy keeps the key the
+        engine gave it (``(no key)`` when it had none)."""
+        if entry.expect == "failed":
+            return {entry.key or ""}
+        return {key or "(no key)" for _, key, _, _ in evidence.quarantine_rows(entry)}
+
+    reported = [
+        entry
+        for entry in CATALOGUE
+        if entry.expect in ("failed", "quarantined")
+        and not any(
+            entity == entry.table
+            and outcome == entry.expect
+            and record_id in ids(entry)
+            and entry.reason.casefold() in (reason or "").casefold()
+            for entity, record_id, outcome, reason in outcomes
+        )
+    ]
+    assert not reported, "not in the report with their reason: " + ", ".join(
+        f"{e.kind} ({e.table} {e.key})" for e in reported
+    )
