@@ -47,6 +47,7 @@ from .payloads import (
     without_controls,
 )
 
+MAX_FIELD_VALUES = 40  # custom field values amoCRM accepts per entity in one call
 REQUESTS_PER_SECOND = 7.0  # amoCRM's limit per account (reference §2), for the estimate
 END_OF_DAY = 23 * 3600 + 59 * 60  # when a task with a due date but no time is due
 
@@ -131,6 +132,7 @@ class Context:
             """
         ).fetchall()
         self.inbox_stage = first_stage[0] if first_stage else None
+        self.left_out_values: list[dict[str, str]] = []
         self.deal_labels = self._labels(con, "deal_fields")
         self.person_labels = self._labels(con, "person_fields")
         self.org_labels = self._labels(con, "organization_fields")
@@ -169,7 +171,34 @@ class Context:
             rendered = custom_value(value, field, self.names) if field else None
             if rendered:
                 values.append(field_value(field["amo_field_id"], rendered))
-        return values[:40]  # amoCRM accepts at most 40 values per entity in one call
+            elif value not in (None, "", []):
+                reason = (
+                    f"not a valid {field['amo_field_type']} value for {field['amo_field_name']!r}"
+                    if field
+                    else "no such Pipedrive custom field (not in the field definitions)"
+                )
+                self.left_out(entity, pipedrive_id, key, value, reason)
+        for extra_value in values[MAX_FIELD_VALUES:]:
+            self.left_out(
+                entity,
+                pipedrive_id,
+                str(extra_value.get("field_id")),
+                extra_value.get("values"),
+                f"more than {MAX_FIELD_VALUES} field values on one record",
+            )
+        return values[:MAX_FIELD_VALUES]
+
+    def left_out(self, entity: str, key: str, field: str, value: Any, reason: str) -> None:
+        """Record a value the payload cannot carry (``plan.left_out_values``): never silent."""
+        self.left_out_values.append(
+            {
+                "entity": entity,
+                "source_key": key,
+                "field": field,
+                "value": json.dumps(value, ensure_ascii=False, default=str),
+                "reason": reason,
+            }
+        )
 
 
 INBOX_TAG = "Pipedrive leads inbox"
@@ -713,6 +742,12 @@ def build_plan(con: duckdb.DuckDBPyConnection, settings: PlanSettings) -> dict[s
                 PAYLOAD_SCHEMA[2],
             ]
         ),
+    )
+    _write(
+        con,
+        "left_out_values",
+        ctx.left_out_values,
+        pa.schema([(name, s) for name in ("entity", "source_key", "field", "value", "reason")]),
     )
     extra = [("entity_type", s), ("entity_key", s)]
     _write(con, "tasks", task_rows, pa.schema([*PAYLOAD_SCHEMA[:2], *extra, PAYLOAD_SCHEMA[2]]))

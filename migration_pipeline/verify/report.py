@@ -175,6 +175,26 @@ def render(con: duckdb.DuckDBPyConnection) -> str:
         )
     else:
         parts.append("Everything extracted was migrated.")
+    left_out = read_rows(
+        con,
+        """
+        select entity, reason, count(*) as n from plan.left_out_values
+        group by all order by n desc, entity, reason limit 20
+        """,
+    )
+    if left_out:
+        parts += [
+            "",
+            "## Values left out of migrating records",
+            "",
+            "The records migrate; these custom field values could not go with them (every one, "
+            "with its value: `plan.left_out_values`).",
+            "",
+            _table(
+                ["entity", "reason", "values"],
+                [[r["entity"], r["reason"], r["n"]] for r in left_out],
+            ),
+        ]
     parts += [
         "",
         "## Verdict",

@@ -30,6 +30,7 @@ PLAN_TABLES = (
     "leads",
     "tasks",
     "notes",
+    "left_out_values",
 )
 UPSTREAM = [
     dg.AssetKey(key)
