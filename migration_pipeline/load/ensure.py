@@ -163,72 +163,44 @@ def ensure(
     keys = list(payloads)
     step = sender.batch_size * CLAIM_BATCHES
     for start in range(0, len(keys), step):
-        outcome.absorb(
-            _ensure_some(
-                kind,
-                keys[start : start + step],
-                payloads,
-                sender=sender,
-                ledger=ledger,
-                claimant=claimant,
-                partition_key=partition_key,
-                wait_seconds=wait_seconds,
-                poll_seconds=poll_seconds,
-                max_rounds=max_rounds,
-            )
-        )
-    return outcome
-
-
-def _ensure_some(
-    kind: str,
-    todo: list[str],
-    payloads: Mapping[str, Mapping[str, Any]],
-    *,
-    sender: Sender,
-    ledger: Ledger,
-    claimant: str,
-    partition_key: str,
-    wait_seconds: float,
-    poll_seconds: float,
-    max_rounds: int,
-) -> Outcome:
-    outcome = Outcome()
-    deadline = time.monotonic() + wait_seconds
-    rounds = 0
-    while todo:
-        claim = ledger.claim(kind, todo, claimant=claimant, partition_key=partition_key)
-        outcome.ids.update(claim.done)
-        outcome.reused += len(claim.done)
-        send = list(claim.mine)
-        if claim.in_doubt:
-            outcome.requests += 1
-            found = dict(sender.lookup(claim.in_doubt))
-            ledger.created(kind, found)
-            outcome.ids.update(found)
-            outcome.reconciled += len(found)
-            send += [key for key in claim.in_doubt if key not in found]
-        doubtful = _send_all(kind, send, payloads, sender, ledger, claimant, outcome)
-        if doubtful:
-            rounds += 1
-            if rounds >= max_rounds:
-                log.warning("%s: %d still in doubt after %d rounds", kind, len(doubtful), rounds)
-                outcome.failed.update(
-                    {
-                        key: "outcome unknown after repeated timeouts; re-run to reconcile"
-                        for key in doubtful
-                    }
-                )
-                break
-        todo = claim.busy + doubtful
-        if claim.busy and not doubtful:
-            if time.monotonic() > deadline:
-                outcome.failed.update(
-                    {
-                        key: "held by another loader that did not finish in time"
-                        for key in claim.busy
-                    }
-                )
-                break
-            time.sleep(poll_seconds)
+        todo = keys[start : start + step]
+        deadline = time.monotonic() + wait_seconds
+        rounds = 0
+        while todo:
+            claim = ledger.claim(kind, todo, claimant=claimant, partition_key=partition_key)
+            outcome.ids.update(claim.done)
+            outcome.reused += len(claim.done)
+            send = list(claim.mine)
+            if claim.in_doubt:
+                outcome.requests += 1
+                found = dict(sender.lookup(claim.in_doubt))
+                ledger.created(kind, found)
+                outcome.ids.update(found)
+                outcome.reconciled += len(found)
+                send += [key for key in claim.in_doubt if key not in found]
+            doubtful = _send_all(kind, send, payloads, sender, ledger, claimant, outcome)
+            if doubtful:
+                rounds += 1
+                if rounds >= max_rounds:
+                    log.warning(
+                        "%s: %d still in doubt after %d rounds", kind, len(doubtful), rounds
+                    )
+                    outcome.failed.update(
+                        {
+                            key: "outcome unknown after repeated timeouts; re-run to reconcile"
+                            for key in doubtful
+                        }
+                    )
+                    break
+            todo = claim.busy + doubtful
+            if claim.busy and not doubtful:
+                if time.monotonic() > deadline:
+                    outcome.failed.update(
+                        {
+                            key: "held by another loader that did not finish in time"
+                            for key in claim.busy
+                        }
+                    )
+                    break
+                time.sleep(poll_seconds)
     return outcome

@@ -77,7 +77,12 @@ def readback(context: dg.AssetExecutionContext, amocrm: AmoCrmResource, warehous
             ["report", "migration"],
             group_name=GROUP,
             kinds={"duckdb"},
-            deps=[["report", "outcomes"], ["report", "readback"], ["report", "mismatches"]],
+            deps=[
+                ["report", "outcomes"],
+                ["report", "readback"],
+                ["report", "mismatches"],
+                ["report", "pre_migration"],
+            ],
             description="report.migration: per entity type, extracted = migrated + merged + "
             "archived + failed + quarantined; the Markdown report; the file "
             f"<data dir>/{REPORT_FILE}.",

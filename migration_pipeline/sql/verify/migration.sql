@@ -1,19 +1,13 @@
 -- report.migration: per extracted entity type, extracted = migrated + merged + archived +
 -- failed + quarantined; `adds_up` says whether it does (the report's check fails otherwise).
--- `extracted` counts the raw table's rows plus what extraction quarantined for it, so the
--- sum is proved against what Pipedrive served, not against the outcomes themselves.
+-- `extracted` counts the raw table's rows (as the pre-migration report counted them) plus
+-- what extraction quarantined for it, so the sum is proved against what Pipedrive served, not
+-- against the outcomes themselves.
 create or replace table report.migration as
 with
 extracted as (
-    select 'deals' as entity, count(*) as n from raw.deals
-    union all select 'leads', count(*) from raw.leads
-    union all select 'persons', count(*) from raw.persons
-    union all select 'organizations', count(*) from raw.organizations
-    union all select 'activities', count(*) from raw.activities
-    union all select 'notes', count(*) from raw.notes
-    union all select 'deal_participants', count(*) from raw.deal_participants
-    union all select 'deal_followers', count(*) from raw.deal_followers
-    union all select 'mail_messages', count(*) from raw.mail_messages
+    select item as entity, value as n from report.pre_migration
+    where section = 'extracted records'
 ),
 quarantined as (
     select tbl as entity, count(*) as n from raw.quarantine group by all
