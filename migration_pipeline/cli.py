@@ -100,14 +100,18 @@ def _rows(result) -> list[str]:  # noqa: ANN001
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     _apply_sandbox_flags(args)
-    with PartitionLoader(args.parallel) as loader:
-        return _migrate(args, loader)
-
-
-def _migrate(args: argparse.Namespace, loader: PartitionLoader) -> int:
     from .instance import get_instance
 
     instance = get_instance()
+    # Create the instance's storage here, before the worker processes open it: several
+    # processes creating a fresh SQLite storage at once race on its schema.
+    instance.get_runs(limit=1)
+    instance.get_dynamic_partitions("deal_batches")
+    with PartitionLoader(args.parallel) as loader:
+        return _migrate(args, instance, loader)
+
+
+def _migrate(args: argparse.Namespace, instance, loader: PartitionLoader) -> int:  # noqa: ANN001
     target = os.environ.get("AMOCRM_BASE_URL") or "the sandbox"
     print(f"migration: Pipedrive → amoCRM ({target}); DuckDB {settings.duckdb_path()}")
     print(

@@ -173,7 +173,15 @@ def ensure(
             send = list(claim.mine)
             if claim.in_doubt:
                 outcome.requests += 1
-                found = dict(sender.lookup(claim.in_doubt))
+                try:
+                    found = dict(sender.lookup(claim.in_doubt))
+                except Exception:
+                    # Hand the claims back as they were, so the next run need not wait out
+                    # the lease: the in-doubt ones stay in doubt (a release would let them be
+                    # sent again unchecked), the never-sent ones are released.
+                    ledger.in_doubt(kind, claim.in_doubt)
+                    ledger.release(kind, claim.mine, claimant=claimant)
+                    raise
                 ledger.created(kind, found)
                 outcome.ids.update(found)
                 outcome.reconciled += len(found)

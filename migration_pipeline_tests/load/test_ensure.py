@@ -137,3 +137,24 @@ def test_a_loader_killed_mid_send_is_reconciled_after_its_lease(ledger: DuckDBLe
     outcome = run(account, ledger, claimant="run-2")
     assert outcome.reconciled == 5 and outcome.created == 0
     assert set(account.copies.values()) == {1}
+
+
+def test_a_lookup_that_fails_hands_its_claims_back_without_a_lease_wait(
+    tmp_path: Path,
+) -> None:
+    ledger = DuckDBLedger(tmp_path / "m.duckdb", lease_seconds=3600)  # a wait would be fatal
+    account = Account(["lost", "429", "429"])  # batch 1 lands unanswered, 2 and 3 refused
+    working = account.lookup
+
+    def unreachable(keys: Sequence[str]) -> dict[str, int]:
+        raise RuntimeError("amoCRM unreachable during the look-up")
+
+    with pytest.raises(RateLimited):
+        run(account, ledger)
+    account.lookup = unreachable  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        run(account, ledger, claimant="run-2")  # claims all, dies looking batch 1 up
+    account.lookup = working  # type: ignore[method-assign]
+    outcome = run(account, ledger, claimant="run-3")  # no claim of run-2 is waited for
+    assert outcome.reconciled == 2 and outcome.created == 3
+    assert set(account.copies.values()) == {1}
