@@ -7,6 +7,7 @@ DuckDB's single-writer file does not.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -85,21 +86,38 @@ class SlidingWindow:
 
     def hit(self, bucket: str, now: float | None = None) -> tuple[bool, int, float]:
         """Try to take one slot. Returns (accepted, remaining after this hit, seconds until the
-        oldest hit in the window expires)."""
+        oldest hit in the window expires).
+
+        A hit may be stamped with its arrival time and checked after later arrivals (threads
+        and processes take turns on the state's lock), so the check is exact rather than
+        "the last second before it": the hit is accepted when no ``window``-long span that
+        contains it would then hold more than ``limit`` hits, counting hits on both sides.
+        That is the documented limit itself; counting later hits as if they were earlier
+        would refuse requests the real server, which sees them in order, accepts."""
         with transaction(self.con) as con:
             now = time.time() if now is None else now
             start = now - self.window
-            # A hit may be stamped with its arrival time and checked after later arrivals: count
-            # every hit after ``start`` (later ones too), and prune only far behind the window,
-            # so a late check still sees every hit a later arrival already counted.
+            # Prune only far behind the window, so a late check still sees every hit a later
+            # arrival already counted.
             con.execute(
                 "delete from limiter_hits where bucket = ? and at <= ?",
                 (bucket, start - PRUNE_BEHIND),
             )
-            used, oldest = con.execute(
-                "select count(*), min(at) from limiter_hits where bucket = ? and at > ?",
-                (bucket, start),
-            ).fetchone()
+            near = [
+                at
+                for (at,) in con.execute(
+                    "select at from limiter_hits where bucket = ? and at > ? and at < ? "
+                    "order by at",
+                    (bucket, start, now + self.window),
+                ).fetchall()
+            ]
+            # Spans [x, x + window) containing `now`: x just after `start`, or x at a hit
+            # between `start` and `now`; the busiest of them decides.
+            used = max(
+                sum(1 for at in near if x <= at < x + self.window)
+                for x in [math.nextafter(start, math.inf), *(at for at in near if at <= now)]
+            )
+            oldest = min((at for at in near if at <= now), default=None)
             reset = (oldest + self.window - now) if oldest is not None else self.window
             if used >= self.limit:
                 return False, 0, max(reset, 0.0)

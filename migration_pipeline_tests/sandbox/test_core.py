@@ -159,3 +159,20 @@ def test_sliding_window_holds_across_processes(tmp_path: Path) -> None:
     worst = max(sum(1 for u in times if t <= u < t + 1.0) for t in times)
     assert worst <= 7
     assert len(times) >= 12
+
+
+def test_sliding_window_judges_a_late_checked_hit_by_the_spans_that_contain_it(
+    tmp_path: Path,
+) -> None:
+    con = open_db(tmp_path / "limits.sqlite3")
+    con.executescript(
+        "create table if not exists limiter_hits (bucket text not null, at real not null);"
+    )
+    window = SlidingWindow(con, limit=3, window=1.0)
+    assert window.hit("a", 100.0)[0] and window.hit("a", 100.2)[0]
+    assert window.hit("a", 101.15)[0]  # a later arrival, checked first
+    # Checked late, 100.9 shares no 1-second span with both 100.0 and 101.15 holding 3 already:
+    # [100.0, 101.0) would hold 100.0, 100.2, 100.9 (3), [100.2, 101.2) 100.2, 100.9, 101.15 (3).
+    assert window.hit("a", 100.9)[0]
+    # Now every span around 101.1 is full: [100.2, 101.2) holds 100.2, 100.9, 101.15.
+    assert not window.hit("a", 101.1)[0]
