@@ -33,6 +33,7 @@ from ..db import connect, read_rows
 
 ENTITIES = {"lead": "leads", "contact": "contacts", "company": "companies"}
 ENUM_TYPES = frozenset({"select", "multiselect", "radiobutton", "category"})
+MISSING = "record"  # the field of a mismatch that is a record amoCRM does not have
 IDS_PER_READ = 250  # one page of filter[id][] per request (the client chunks the URL further)
 Progress = Callable[[str], None]
 
@@ -53,9 +54,16 @@ class ReadBack:
 
     checked: Counter = field(default_factory=Counter)
     missing: Counter = field(default_factory=Counter)
-    mismatched: Counter = field(default_factory=Counter)
     mismatches: list[Mismatch] = field(default_factory=list)
     requests: int = 0
+
+    @property
+    def mismatched(self) -> Counter:
+        """Records found with at least one difference, per kind."""
+        return Counter(
+            kind
+            for kind, _ in {(m.kind, m.source_key) for m in self.mismatches if m.field != MISSING}
+        )
 
     def add(self, kind: str, key: str, amo_id: int, name: str, expected: Any, actual: Any) -> None:
         self.mismatches.append(Mismatch(kind, key, amo_id, name, _show(expected), _show(actual)))
@@ -251,15 +259,13 @@ def read_back(client: AmoCrmClient, db: Path, progress: Progress = print) -> Rea
                         continue
                     seen.add(amo_id)
                     key, payload = by_id[amo_id]
-                    found = compare(kind, key, amo_id, payload, record)
-                    result.mismatches += found
-                    result.mismatched[kind] += bool(found)
+                    result.mismatches += compare(kind, key, amo_id, payload, record)
             progress(f"read back {min(start + IDS_PER_READ, len(ids))} of {len(ids)} {entity}")
         result.checked[kind] = len(ids)
         for amo_id in sorted(set(by_id) - seen):
             key = by_id[amo_id][0]
             result.missing[kind] += 1
-            result.add(kind, key, amo_id, "record", "exists", "not found in amoCRM")
+            result.add(kind, key, amo_id, MISSING, "exists", "not found in amoCRM")
         if kind == "lead":
             lead_ids = {amo_id: key for amo_id, (key, _) in by_id.items() if amo_id in seen}
     for table, fetch in (
@@ -270,7 +276,6 @@ def read_back(client: AmoCrmClient, db: Path, progress: Progress = print) -> Rea
         have = Counter(int(r["entity_id"]) for r in fetch(sorted(lead_ids)))
         for amo_id, key in sorted(lead_ids.items()):
             if want.get(key, 0) != have.get(amo_id, 0):
-                result.mismatched["lead"] += 1
                 result.add("lead", key, amo_id, f"{table} on it", want.get(key, 0), have[amo_id])
         progress(f"read back {sum(have.values())} {table} on {len(lead_ids)} leads")
     result.requests = client.stats.requests - before
