@@ -59,6 +59,7 @@ def main() -> None:
         DAGSTER_HOME=str(work / "dagster_home"),
         MIGRATION_SANDBOX_SCALE=args.scale,
         MIGRATION_SANDBOX_PIPEDRIVE_BURST="100000",
+        MIGRATION_SANDBOX_PIPEDRIVE_DAILY_TOKENS="100000000",  # `large` needs more than a day's
         MIGRATION_SANDBOX_AMOCRM_RPS="1000",  # setup is not what we measure
     )
     from migration_pipeline.cli import PartitionLoader
