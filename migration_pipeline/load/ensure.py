@@ -49,12 +49,16 @@ class Outcome:
     reused: int = 0
     reconciled: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    unsettled: set[str] = field(default_factory=set)
+    """The failed keys that may well exist or be created by a re-run (outcome still unknown,
+    or held by another loader), as opposed to those amoCRM rejected."""
     requests: int = 0
 
     def absorb(self, other: Outcome) -> None:
         """Add ``other`` (another ``ensure`` call for the same kind) to this outcome."""
         self.ids.update(other.ids)
         self.failed.update(other.failed)
+        self.unsettled.update(other.unsettled)
         self.created += other.created
         self.reused += other.reused
         self.reconciled += other.reconciled
@@ -199,6 +203,7 @@ def ensure(
                             for key in doubtful
                         }
                     )
+                    outcome.unsettled.update(doubtful)
                     break
             todo = claim.busy + doubtful
             if claim.busy and not doubtful:
@@ -209,6 +214,7 @@ def ensure(
                             for key in claim.busy
                         }
                     )
+                    outcome.unsettled.update(claim.busy)
                     break
                 time.sleep(poll_seconds)
     return outcome

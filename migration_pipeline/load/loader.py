@@ -210,6 +210,23 @@ def load_partition(
     problems: dict[str, list[str]] = defaultdict(list)
     leads: dict[str, dict[str, Any]] = {}
     for row in plan["leads"]:
+        # A lead is created with its contacts and company linked, and never touched again:
+        # one whose contact or company may yet exist (outcome unknown, held by another
+        # loader) waits for the re-run that settles it, or the link would be lost. One whose
+        # contact or company amoCRM rejected is created without it (the deal is reported).
+        waiting = [
+            f"{what} {key}"
+            for what, key, outcome in [
+                *(("contact", c, contacts) for c in row["contact_keys"] or []),
+                *([("company", row["company_key"], companies)] if row["company_key"] else []),
+            ]
+            if key in outcome.unsettled and key not in outcome.ids
+        ]
+        if waiting:
+            problems[row["source_key"]].append(
+                f"lead not sent yet: {', '.join(waiting)} not settled; a re-run sends it linked"
+            )
+            continue
         payload = json.loads(row["payload"])
         embedded = payload.setdefault("_embedded", {})
         embedded["contacts"] = []
