@@ -111,11 +111,13 @@ class SlidingWindow:
                     (bucket, start, now + self.window),
                 ).fetchall()
             ]
-            # Spans [x, x + window) containing `now`: x just after `start`, or x at a hit
-            # between `start` and `now`; the busiest of them decides.
+            # Spans [x, x + window) containing `now` have x in (start, now]; a span's count
+            # only drops as x passes a hit, so the busiest is at x = a hit in that range, just
+            # after `start`, or at `now` itself.
+            candidates = [math.nextafter(start, math.inf), now]
             used = max(
                 sum(1 for at in near if x <= at < x + self.window)
-                for x in [math.nextafter(start, math.inf), *(at for at in near if at <= now)]
+                for x in [*candidates, *(at for at in near if at <= now)]
             )
             oldest = min((at for at in near if at <= now), default=None)
             reset = (oldest + self.window - now) if oldest is not None else self.window

@@ -136,14 +136,19 @@ def test_over_http_a_lost_response_cuts_the_connection_after_the_commit() -> Non
     assert committed == ["write"]
 
 
-def _hammer(path: str, seconds: float, out: list[float] | None = None) -> list[float]:
+def _hammer(path: str, start: float, seconds: float) -> list[float]:
+    """Hit the window from ``start`` (the same moment in every process) for ``seconds``."""
     window = SlidingWindow(open_db(Path(path)), limit=7, window=1.0)
     accepted = []
-    deadline = time.time() + seconds
+    time.sleep(max(0.0, start - time.time()))
+    deadline = start + seconds
     while time.time() < deadline:
         now = time.time()
         if window.hit("account", now)[0]:
             accepted.append(now)
+        # A pause between tries, as any client has: without it the process that gets the
+        # first slot of a fresh window takes all seven before the other is scheduled.
+        time.sleep(0.005)
     return accepted
 
 
@@ -153,7 +158,8 @@ def test_sliding_window_holds_across_processes(tmp_path: Path) -> None:
         "create table if not exists limiter_hits (bucket text not null, at real not null);"
     )
     with get_context("spawn").Pool(2) as pool:
-        results = pool.starmap(_hammer, [(path, 2.0), (path, 2.0)])
+        start = time.time() + 3.0  # both spawned and importing done: they hammer together
+        results = pool.starmap(_hammer, [(path, start, 2.0), (path, start, 2.0)], chunksize=1)
     times = sorted(t for result in results for t in result)
     assert all(result for result in results), "both processes got requests through"
     worst = max(sum(1 for u in times if t <= u < t + 1.0) for t in times)
