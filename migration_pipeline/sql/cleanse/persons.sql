@@ -67,7 +67,7 @@ labels as (
     group by c.carrier
 ),
 value_problems as (
-    select person_id as id, list(problem order by position, part) as problems
+    select person_id as id, list(problem order by position, part, problem) as problems
     from (
         select person_id, position, 0 as part, format('phone {}: {}', original, problem) as problem
         from clean.phones where problem is not null
