@@ -60,7 +60,7 @@ create table if not exists ledger.runs (
     rate_limited integer not null,
     retries integer not null,
     in_doubt integer not null,
-    failed_deals integer -- null: the run stopped on an error (a ban, the network)
+    failures integer -- deals or records not fully loaded; null: the run stopped on an error
 )
 """
 
@@ -214,7 +214,7 @@ class RunRecord:
     rate_limited: int
     retries: int
     in_doubt: int
-    failed_deals: int | None
+    failures: int | None
 
 
 def record_run(path: Path, run: RunRecord) -> None:

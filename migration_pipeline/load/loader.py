@@ -1,9 +1,12 @@
 """Load one partition of the plan into amoCRM: companies → contacts (linked to companies) →
 leads (contacts and company linked at creation) → tasks → notes, each through ``ensure``.
 
-The plan rows are read once and the file closed before the first request (invariant 5). A
-dependent whose parent could not be created (a contact for a lead, a lead for a task) is
-reported against its deal; what could load stays loaded, and a re-run finishes the rest.
+The plan rows are read once and the file closed before the first request (invariant 5). What
+did not load is reported against its deal when it has one in the partition (a contact or
+company of its lead, the lead, a task or note on it), and under its own name otherwise (a
+contact's link to its company, a contact or company no deal of the partition uses): every key
+any ``ensure`` call leaves failed fails the partition, so nothing left undone looks done. What
+could load stays loaded, and a re-run finishes the rest.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ KINDS = ("company", "contact", "contact_company", "lead", "task", "note")
 class PartitionResult:
     partition_key: str
     outcomes: dict[str, Outcome] = field(default_factory=dict)
-    failed_deals: dict[str, list[str]] = field(default_factory=dict)
+    failures: dict[str, list[str]] = field(default_factory=dict)
+    """What did not load, by subject (``deal 17``, ``contact 5``, ``contact_company 5>3``)."""
 
     @property
     def requests(self) -> int:
@@ -207,7 +211,8 @@ def load_partition(
         ),
     )
 
-    problems: dict[str, list[str]] = defaultdict(list)
+    problems: dict[str, list[str]] = defaultdict(list)  # deal source key → reasons
+    told: set[tuple[str, str]] = set()  # failed (kind, key)s already in a deal's reasons
     leads: dict[str, dict[str, Any]] = {}
     for row in plan["leads"]:
         # A lead is created with its contacts and company linked, and never touched again:
@@ -215,7 +220,7 @@ def load_partition(
         # loader) waits for the re-run that settles it, or the link would be lost. One whose
         # contact or company amoCRM rejected is created without it (the deal is reported).
         waiting = [
-            f"{what} {key}"
+            (what, key)
             for what, key, outcome in [
                 *(("contact", c, contacts) for c in row["contact_keys"] or []),
                 *([("company", row["company_key"], companies)] if row["company_key"] else []),
@@ -224,8 +229,10 @@ def load_partition(
         ]
         if waiting:
             problems[row["source_key"]].append(
-                f"lead not sent yet: {', '.join(waiting)} not settled; a re-run sends it linked"
+                f"lead not sent yet: {', '.join(f'{w} {k}' for w, k in waiting)} not settled; "
+                "a re-run sends it linked"
             )
+            told.update(waiting)
             continue
         payload = json.loads(row["payload"])
         embedded = payload.setdefault("_embedded", {})
@@ -239,6 +246,7 @@ def load_partition(
                 problems[row["source_key"]].append(
                     f"contact {key} not created: {contacts.failed.get(key, 'not planned')}"
                 )
+                told.add(("contact", key))
         if row["company_key"]:
             if row["company_key"] in companies.ids:
                 embedded["companies"] = [{"id": companies.ids[row["company_key"]]}]
@@ -246,10 +254,12 @@ def load_partition(
                 problems[row["source_key"]].append(
                     f"company {row['company_key']} not created: {companies.failed.get(row['company_key'], 'not planned')}"
                 )
+                told.add(("company", row["company_key"]))
         leads[row["source_key"]] = payload
     lead_outcome = run("lead", leads, entity_sender("leads"))
     for key, error in lead_outcome.failed.items():
         problems[key].append(f"lead not created: {error}")
+        told.add(("lead", key))
 
     def _fetch_tasks(parents: list[tuple[str, int]]) -> list[dict[str, Any]]:
         by_type: dict[str, list[int]] = defaultdict(list)
@@ -305,5 +315,11 @@ def load_partition(
             for key, error in outcome.failed.items():
                 if key in deal_of:
                     problems[deal_of[key]].append(f"{kind} {key} not created: {error}")
-    result.failed_deals = {deal: reasons for deal, reasons in sorted(problems.items())}
+                    told.add((kind, key))
+    failures = {f"deal {deal}": reasons for deal, reasons in sorted(problems.items())}
+    for kind, outcome in result.outcomes.items():
+        for key, error in sorted(outcome.failed.items()):
+            if (kind, key) not in told:
+                failures[f"{kind} {key}"] = [f"not created: {error}"]
+    result.failures = failures
     return result

@@ -13,7 +13,7 @@ import duckdb
 import pytest
 
 from migration_pipeline_tests.conftest import World
-from migration_pipeline_tests.pipeline import FAST, plan, run_job
+from migration_pipeline_tests.pipeline import FAST, plan, run_job, run_stages
 
 # Every test starts from the tiny account extracted, cleansed and mapped once per session.
 pytestmark = pytest.mark.usefixtures("set_up_world")
@@ -107,6 +107,41 @@ def test_a_lead_amocrm_rejects_fails_its_deal_and_the_rest_loads(world: World) -
             "select count(*) from plan.leads where partition_key = ?", [keys[0]]
         ).fetchall()[0][0]
     assert len(world.amocrm.creations_per_pipedrive_id("leads")) == in_partition - 1
+
+
+def test_a_contact_no_deal_uses_that_amocrm_rejects_fails_its_partition(
+    world: World, tmp_path: Path
+) -> None:
+    """A failure with no deal to name (here a contact of a ``c`` partition) still fails the
+    partition under its own name, so a re-run is due; the rest of the partition loads."""
+    config = tmp_path / "migration.toml"
+    config.write_text('[selection.persons]\npolicy = "all"\n', encoding="utf-8")
+    world.monkeypatch.setenv("MIGRATION_CONFIG", str(config))
+    with dg.instance_for_test() as instance:
+        run_stages(instance, ("cleanse",))  # every person migrates: some need a ``c`` partition
+        plan(instance, deals_per_partition=50)
+        with duckdb.connect(str(world.duckdb)) as con:
+            partition, contact, payload = con.execute(
+                "select n.partition_key, c.source_key, c.payload from plan.contacts c "
+                "join plan.needs n on n.kind = 'contact' and n.source_key = c.source_key "
+                "where n.partition_key like 'c%' order by all limit 1"
+            ).fetchall()[0]
+            in_partition = con.execute(
+                "select count(*) from plan.needs where kind = 'contact' and partition_key = ?",
+                [partition],
+            ).fetchall()[0][0]
+            broken = {**json.loads(payload), "name": "x" * 300}  # over amoCRM's 255
+            con.execute(
+                "update plan.contacts set payload = ? where source_key = ?",
+                [json.dumps(broken), contact],
+            )
+        result = run_job(instance, "load", partition_key=partition, resources={"amocrm": FAST})
+        assert not result.success
+        failure = next(e for e in result.all_events if e.is_step_failure)
+        message = failure.step_failure_data.user_failure_data.description
+        assert f"contact {contact}: not created: amoCRM rejected it" in message
+        assert "TooLong" in message
+    assert len(world.amocrm.creations_per_pipedrive_id("contacts")) == in_partition - 1
 
 
 def _load_in_another_process(keys: list[str], environment: dict[str, str]) -> None:

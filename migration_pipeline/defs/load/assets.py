@@ -180,7 +180,7 @@ def load(
                     rate_limited=stats.rate_limited,
                     retries=stats.retries,
                     in_doubt=stats.in_doubt,
-                    failed_deals=None if result is None else len(result.failed_deals),
+                    failures=None if result is None else len(result.failures),
                 ),
             )
     counts = result.counts()
@@ -191,13 +191,11 @@ def load(
         "in_doubt": stats.in_doubt,
         **{f"{kind} {what}": n for kind, by in counts.items() for what, n in by.items()},
     }
-    if result.failed_deals:
-        lines = [
-            f"deal {deal}: {'; '.join(reasons)}" for deal, reasons in result.failed_deals.items()
-        ]
+    if result.failures:
+        lines = [f"{subject}: {'; '.join(reasons)}" for subject, reasons in result.failures.items()]
         raise dg.Failure(
-            description=f"{len(lines)} deal(s) of {key} did not fully load (the rest is loaded; "
-            "re-run the partition to retry):\n" + "\n".join(lines[:50]),
-            metadata={**metadata, "failed_deals": len(lines)},
+            description=f"{len(lines)} deal(s) or record(s) of {key} did not fully load (the rest "
+            "is loaded; re-run the partition to retry):\n" + "\n".join(lines[:50]),
+            metadata={**metadata, "failures": len(lines)},
         )
     return dg.MaterializeResult(metadata=metadata)
