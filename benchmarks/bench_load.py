@@ -65,6 +65,7 @@ def main() -> None:
     from migration_pipeline.cli import PartitionLoader
     from migration_pipeline.definitions import defs
     from migration_pipeline.instance import get_instance
+    from migration_pipeline.limiter import WAIT_BUFFER_MS, window_rate
     from migration_pipeline.sandbox import SandboxSettings, amocrm_fake
 
     instance = get_instance()
@@ -101,8 +102,12 @@ def main() -> None:
         assert loaded.success, loaded.failure
         rate_limited += loaded.metadata["rate_limited_429"]
     wall = time.monotonic() - started
+    load_ended = time.time()
     loader.close()
     used = fake.requests_served() - before
+    times = fake.request_times(since=load_started)
+    window = window_rate(args.rps)
+    ceiling = window.limit / ((window.interval + WAIT_BUFFER_MS) / 1000)
     needed = bound(work / "data" / "migration.duckdb")
     counts = fake.entity_counts()
     duplicates = sum(
@@ -124,6 +129,14 @@ def main() -> None:
     )
     print(
         f"| achieved requests/s ÷ limit | {used / wall:.2f} ÷ {args.rps:g} = {used / wall / args.rps:.2f} (goal ≥ 0.90) |"
+    )
+    print(
+        f"| requests/s between the first request and the last | {(len(times) - 1) / (times[-1] - times[0]):.2f} "
+        f"(the limiter's sustained ceiling: {window.limit} per {window.interval + WAIT_BUFFER_MS} ms = {ceiling:.2f}) |"
+    )
+    print(
+        f"| before the first request / after the last | {times[0] - load_started:.2f} s / "
+        f"{load_ended - times[-1]:.2f} s (Dagster runs starting and ending, plan and ledger reads) |"
     )
     print(
         f"| busiest second at the server | {fake.max_requests_per_second(since=load_started)} requests |"

@@ -211,6 +211,7 @@ create table if not exists links (
     is_main integer not null,
     primary key (kind, entity_id, to_kind, to_id)
 );
+create index if not exists links_reverse on links(to_kind, to_id, kind);
 create table if not exists throttled (at real not null);
 """
 STATE_TABLES = (
@@ -493,10 +494,15 @@ def _unlink(con: sqlite3.Connection, kind: str, entity_id: int, to_kind: str, to
 
 
 def _unlink_all(con: sqlite3.Connection, kind: str, entity_id: int, to_kind: str) -> None:
+    # Two statements, not one with OR: SQLite then plans each on its own index (links_reverse
+    # for the reverse direction) instead of scanning every link of a kind.
     con.execute(
-        "delete from links where (kind = ? and entity_id = ? and to_kind = ?) "
-        "or (to_kind = ? and to_id = ? and kind = ?)",
-        (kind, entity_id, to_kind, kind, entity_id, to_kind),
+        "delete from links where kind = ? and entity_id = ? and to_kind = ?",
+        (kind, entity_id, to_kind),
+    )
+    con.execute(
+        "delete from links where to_kind = ? and to_id = ? and kind = ?",
+        (kind, entity_id, to_kind),
     )
 
 
@@ -518,10 +524,14 @@ def _link(
         is_main = is_main or others == 0
         if is_main:
             con.execute(
-                "update links set is_main = 0 where (kind = 'leads' and entity_id = ? "
-                "and to_kind = 'contacts') or (kind = 'contacts' and to_kind = 'leads' "
-                "and to_id = ?)",
-                (entity_id, entity_id),
+                "update links set is_main = 0 "
+                "where kind = 'leads' and entity_id = ? and to_kind = 'contacts'",
+                (entity_id,),
+            )
+            con.execute(
+                "update links set is_main = 0 "
+                "where to_kind = 'leads' and to_id = ? and kind = 'contacts'",
+                (entity_id,),
             )
     con.executemany(
         "insert or replace into links values (?, ?, ?, ?, ?)",
@@ -2209,6 +2219,13 @@ class AmoCrmFake:
     def max_requests_per_second(self, since: float | None = None) -> int:
         """Accepted requests in the busiest 1 s window (of those after ``since``, epoch s)."""
         return max_requests_in_window(self._connection(), SIDE, 1.0, since=since)
+
+    def request_times(self, since: float = 0.0) -> list[float]:
+        """When the server saw each request at or after ``since`` (epoch s), in order."""
+        rows = self._connection().execute(
+            "select at from request_log where side = ? and at >= ? order by at", (SIDE, since)
+        )
+        return [at for (at,) in rows]
 
     def requests_served(self) -> int:
         con = self._connection()
