@@ -549,23 +549,38 @@ def _faulty_round(
         if holder is not None and key == holder_key:
             holder.trigger(plan.holder_delay)
 
-    def kill_mid_partition(key: str) -> None:
+    ended = threading.Event()  # the doomed partition's load command is over
+    killers: list[threading.Thread] = []
+
+    def kill_when_due(key: str) -> None:
         assert doomed is not None
-        on_start(key)
         fake = AmoCrmFake(world.settings())
         target = fake.requests_served() + plan.kill_after_requests
-        deadline = time.monotonic() + CHILD_TIMEOUT
-        while doomed.alive and fake.requests_served() < target and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(plan.kill_delay)
-        if doomed.alive:
+        while fake.requests_served() < target:
+            if ended.wait(0.01):
+                return  # the partition ended first (it needed fewer requests): no kill
+        if not ended.wait(plan.kill_delay):
             seen.kills.append(key)
             doomed.kill()
+
+    def kill_mid_partition(key: str) -> None:
+        # In a thread, so the events keep being read: the partition's end stops the wait.
+        on_start(key)
+        killers.append(threading.Thread(target=kill_when_due, args=(key,), daemon=True))
+        killers[-1].start()
 
     faulty = {"round_number": 1, "seen": seen, "client_rps": plan.client_rps}
     if doomed is not None and kill_key is not None:
         slow = world.sandbox(**{**overrides, "faults": _with_latency(plan.spec())})
         doomed.load([kill_key], slow, on_start=kill_mid_partition, **faulty)
+        ended.set()
+        for killer in killers:
+            killer.join()
+        if kill_key in seen.kills and any(
+            run.partition == kill_key and run.outcome != "killed" for run in seen.runs
+        ):
+            # Its end was reported, so a kill could only have hit the idle child afterwards.
+            seen.kills.remove(kill_key)
     session.load(rest, world.sandbox(**overrides), on_start=on_start, **faulty)
     if holder is not None:
         holder.finish()
